@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #pragma once
 // Helpers shared by the Catch2 tests: where the sample scans are, reading files.
+#include <unistd.h>
+
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
@@ -26,5 +29,29 @@ inline std::vector<unsigned char> read_file(const std::string& path) {
   if (!f) throw std::runtime_error("cannot open " + path);
   return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), {});
 }
+
+/// A fresh folder under the temp dir, removed with everything in it at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    static int n = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("cxr-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
+  /// Writes text to rel (creating folders).
+  void touch(const std::string& rel, const std::string& text = "x") const {
+    std::filesystem::create_directories((path / rel).parent_path());
+    std::ofstream(path / rel, std::ios::binary) << text;
+  }
+};
 
 }  // namespace cxrtest
