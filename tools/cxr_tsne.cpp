@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// cxr tsne: 2-D t-SNE of a feature table (e.g. penultimate-layer embeddings of a test set).
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cxr/error.hpp"
+#include "cxr/explain/tsne.hpp"
+
+const char* cxr_help_tsne =
+    "2-D t-SNE of a feature table (exact or Barnes-Hut)\n"
+    "usage: cxr tsne IN.csv --output OUT.csv [options]\n"
+    "  IN.csv has a header row; a column named 'label' (optional) is passed through, every other\n"
+    "  column is a numeric feature. OUT.csv gets 'x,y' (and 'label'), one row per input row in order.\n"
+    "options:\n"
+    "  -o, --output FILE        output CSV (required)\n"
+    "  --perplexity P           effective number of neighbours, 0 < P < rows (default 30)\n"
+    "  --iterations N           gradient steps, 250 of them with early exaggeration (default 1000)\n"
+    "  --learning-rate R        step size; 'auto' = max(rows / 48, 50) (default auto)\n"
+    "  --method M               exact | barnes-hut | auto (default auto: exact up to 1000 rows)\n"
+    "  --theta T                Barnes-Hut opening angle (default 0.5)\n"
+    "  --init I                 pca | random (default pca)\n"
+    "  --seed S                 seed of --init random; PCA initialisation does not depend on it (default 0)\n"
+    "  --threads N              worker threads, 0 = all cores; the result does not depend on it (default 0)\n"
+    "  --trustworthiness K      also report sklearn-style trustworthiness with K neighbours (O(rows^2) time)\n"
+    "Prints rows, dimensions, method, seconds per phase and the final KL divergence to stderr.";
+
+namespace {
+
+using cxr::ConfigError;
+using cxr::InvalidArgument;
+using cxr::IoError;
+
+/// Splits one CSV record; double-quoted fields may hold commas and doubled quotes.
+std::vector<std::string> split_csv(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+struct Table {
+  cv::Mat features;  // rows x features, CV_64F
+  std::vector<std::string> labels;
+  bool has_label = false;
+};
+
+Table read_table(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError("cannot open " + path + ": " + std::strerror(errno));
+  std::string line;
+  int line_no = 0;
+  if (!std::getline(in, line)) throw ConfigError(path + ":1: empty file (expected a header row)");
+  ++line_no;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const std::vector<std::string> header = split_csv(line);
+  int label_col = -1;
+  for (size_t c = 0; c < header.size(); ++c)
+    if (header[c] == "label") {
+      if (label_col >= 0) throw ConfigError(path + ":1: two 'label' columns");
+      label_col = static_cast<int>(c);
+    }
+  const int n_features = static_cast<int>(header.size()) - (label_col >= 0 ? 1 : 0);
+  if (n_features < 1) throw ConfigError(path + ":1: no feature columns in the header");
+  Table t;
+  t.has_label = label_col >= 0;
+  std::vector<double> values;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const std::vector<std::string> f = split_csv(line);
+    if (f.size() != header.size())
+      throw ConfigError(path + ":" + std::to_string(line_no) + ": " + std::to_string(f.size()) + " fields, header has " +
+                        std::to_string(header.size()));
+    for (size_t c = 0; c < f.size(); ++c) {
+      if (static_cast<int>(c) == label_col) {
+        t.labels.push_back(f[c]);
+        continue;
+      }
+      const char* s = f[c].c_str();
+      char* end = nullptr;
+      errno = 0;
+      const double v = std::strtod(s, &end);
+      while (end && (*end == ' ' || *end == '\t')) ++end;
+      if (f[c].empty() || end == s || *end != '\0' || !std::isfinite(v))
+        throw ConfigError(path + ":" + std::to_string(line_no) + ": column '" + header[c] +
+                          "': expected a finite number, got '" + f[c] + "'");
+      values.push_back(v);
+    }
+  }
+  const int rows = static_cast<int>(values.size() / static_cast<size_t>(n_features));
+  if (rows < 2) throw ConfigError(path + ": need at least 2 data rows, got " + std::to_string(rows));
+  t.features = cv::Mat(rows, n_features, CV_64F, values.data()).clone();
+  return t;
+}
+
+double parse_number(const char* opt, const char* s) {
+  char* end = nullptr;
+  const double v = std::strtod(s, &end);
+  if (end == s || *end != '\0' || !std::isfinite(v))
+    throw InvalidArgument(std::string(opt) + ": expected a number, got '" + s + "'");
+  return v;
+}
+
+long long parse_integer(const char* opt, const char* s) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s, &end, 10);
+  if (end == s || *end != '\0' || errno == ERANGE)
+    throw InvalidArgument(std::string(opt) + ": expected an integer, got '" + s + "'");
+  return v;
+}
+
+}  // namespace
+
+int cxr_cmd_tsne(int argc, char** argv) {
+  using namespace cxr::explain;
+  std::string input, output;
+  TsneParams params;
+  int trust_k = 0;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto value = [&]() -> const char* {
+        if (i + 1 >= argc) throw InvalidArgument(a + ": missing value");
+        return argv[++i];
+      };
+      if (a == "-o" || a == "--output") output = value();
+      else if (a == "--perplexity") params.perplexity = parse_number("--perplexity", value());
+      else if (a == "--iterations") params.iterations = static_cast<int>(parse_integer("--iterations", value()));
+      else if (a == "--learning-rate") {
+        const std::string v = value();
+        params.learning_rate = v == "auto" ? 0.0 : parse_number("--learning-rate", v.c_str());
+        if (v != "auto" && !(params.learning_rate > 0))
+          throw InvalidArgument("--learning-rate: must be > 0 or 'auto', got '" + v + "'");
+      } else if (a == "--method") params.method = parse_tsne_method(value());
+      else if (a == "--theta") params.theta = parse_number("--theta", value());
+      else if (a == "--init") {
+        const std::string v = value();
+        if (v == "pca") params.init = TsneInit::pca;
+        else if (v == "random") params.init = TsneInit::random;
+        else throw InvalidArgument("--init: expected pca or random, got '" + v + "'");
+      } else if (a == "--seed") {
+        const long long s = parse_integer("--seed", value());
+        if (s < 0) throw InvalidArgument("--seed: must be >= 0, got " + std::to_string(s));
+        params.seed = static_cast<std::uint64_t>(s);
+      } else if (a == "--threads") params.threads = static_cast<int>(parse_integer("--threads", value()));
+      else if (a == "--trustworthiness") trust_k = static_cast<int>(parse_integer("--trustworthiness", value()));
+      else if (!a.empty() && a[0] == '-') throw InvalidArgument("unknown option '" + a + "'");
+      else if (input.empty()) input = a;
+      else throw InvalidArgument("unexpected argument '" + a + "'");
+    }
+    if (input.empty() || output.empty()) {
+      std::fprintf(stderr, "usage: cxr tsne IN.csv --output OUT.csv [options]   (cxr tsne --help)\n");
+      return 2;
+    }
+  } catch (const cxr::Error& e) {
+    std::fprintf(stderr, "cxr tsne: %s\n", e.what());
+    return 2;
+  }
+
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Table table = read_table(input);
+    const double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "cxr tsne: %s: %d rows, %d dimensions%s (read in %.2f s)\n", input.c_str(), table.features.rows,
+                 table.features.cols, table.has_label ? ", labelled" : "", read_s);
+    const TsneResult r = tsne(table.features, params);
+    std::fprintf(stderr,
+                 "cxr tsne: method %s, perplexity %g, learning rate %g, %d iterations, init %s\n"
+                 "cxr tsne: affinities %.2f s, optimisation %.2f s, total %.2f s, KL divergence %.6f\n",
+                 to_string(r.method).c_str(), params.perplexity, r.learning_rate, r.iterations,
+                 params.init == TsneInit::pca ? "pca" : "random", r.affinity_seconds, r.optimise_seconds,
+                 r.affinity_seconds + r.optimise_seconds, r.kl_divergence);
+
+    FILE* out = std::fopen(output.c_str(), "w");
+    if (!out) throw IoError("cannot write " + output + ": " + std::strerror(errno));
+    std::fprintf(out, table.has_label ? "x,y,label\n" : "x,y\n");
+    for (int i = 0; i < r.embedding.rows; ++i) {
+      // 17 significant digits: the file is the exact result, so equal runs give equal files.
+      std::fprintf(out, "%.17g,%.17g", r.embedding.at<double>(i, 0), r.embedding.at<double>(i, 1));
+      if (table.has_label) std::fprintf(out, ",%s", csv_field(table.labels[static_cast<size_t>(i)]).c_str());
+      std::fputc('\n', out);
+    }
+    if (std::fclose(out) != 0) throw IoError("cannot write " + output + ": " + std::strerror(errno));
+
+    if (trust_k > 0) {
+      const auto t1 = std::chrono::steady_clock::now();
+      const double t = trustworthiness(table.features, r.embedding, trust_k, params.threads);
+      std::fprintf(stderr, "cxr tsne: trustworthiness (k = %d) %.6f (%.2f s)\n", trust_k, t,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+    }
+  } catch (const cxr::Error& e) {
+    std::fprintf(stderr, "cxr tsne: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
