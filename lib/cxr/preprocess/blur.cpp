@@ -46,8 +46,10 @@ void gaussian_blur(const cv::Mat& src, cv::Mat& dst, const BlurParams& params) {
   const std::vector<float> k = gaussian_kernel(params.kernel_size, sigma);
   const cv::Mat kernel(1, params.kernel_size, CV_32F, const_cast<float*>(k.data()));
   // Separable float filtering with round-to-nearest on output; torch's "reflect" is
-  // OpenCV's BORDER_REFLECT_101.
-  cv::sepFilter2D(src, dst, src.depth(), kernel, kernel, cv::Point(-1, -1), 0.0, cv::BORDER_REFLECT_101);
+  // OpenCV's BORDER_REFLECT_101. BORDER_ISOLATED: a ROI's border reflects its own pixels, not
+  // the parent image's beyond it.
+  cv::sepFilter2D(src, dst, src.depth(), kernel, kernel, cv::Point(-1, -1), 0.0,
+                  cv::BORDER_REFLECT_101 | cv::BORDER_ISOLATED);
 }
 
 }  // namespace cxr::preprocess
