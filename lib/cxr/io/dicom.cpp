@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// DICOM decoding through DCMTK, from memory. Native, JPEG (baseline, extended, lossless),
+// JPEG-LS and RLE pixel data are decoded by DCMTK's codecs, one frame at a time; JPEG 2000
+// (no codec in DCMTK 3.6.7) by OpenJPEG from the encapsulated fragments. Presentation
+// (Modality LUT / rescale, VOI, MONOCHROME1 inversion, depth scaling) is one lookup table over
+// every possible stored value, applied in a single pass.
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cxr/error.hpp"
+#include "cxr/io/detail.hpp"
+
+namespace cxr::io::detail {
+namespace {
+
+void register_codecs() {
+  static std::once_flag once;
+  // Codec registration mutates DCMTK's global codec list: once per process.
+  std::call_once(once, [] {
+    DJDecoderRegistration::registerCodecs();
+    DJLSDecoderRegistration::registerCodecs();
+    DcmRLEDecoderRegistration::registerCodecs();
+  });
+}
+
+enum class Codec { Native, Dcmtk, J2k, Unsupported };
+
+Codec codec_for(E_TransferSyntax xfer) {
+  switch (xfer) {
+    case EXS_LittleEndianImplicit:
+    case EXS_LittleEndianExplicit:
+    case EXS_BigEndianExplicit:
+    case EXS_BigEndianImplicit:
+    case EXS_DeflatedLittleEndianExplicit: return Codec::Native;
+    case EXS_JPEGProcess1:
+    case EXS_JPEGProcess2_4:
+    case EXS_JPEGProcess6_8:
+    case EXS_JPEGProcess10_12:
+    case EXS_JPEGProcess14:
+    case EXS_JPEGProcess14SV1:
+    case EXS_JPEGLSLossless:
+    case EXS_JPEGLSLossy:
+    case EXS_RLELossless: return Codec::Dcmtk;
+    case EXS_JPEG2000LosslessOnly:
+    case EXS_JPEG2000:
+    case EXS_JPEG2000MulticomponentLosslessOnly:
+    case EXS_JPEG2000Multicomponent: return Codec::J2k;
+    default: return Codec::Unsupported;
+  }
+}
+
+std::string get_string(DcmItem* item, const DcmTagKey& key) {
+  OFString v;
+  if (item->findAndGetOFString(key, v).bad()) return {};
+  std::string s(v.c_str());
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  while (!s.empty() && s.front() == ' ') s.erase(0, 1);
+  return s;
+}
+
+bool get_double(DcmItem* item, const DcmTagKey& key, double& out) {
+  Float64 v;
+  if (item->findAndGetFloat64(key, v).bad()) return false;
+  out = v;
+  return true;
+}
+
+int get_us(DcmItem* item, const DcmTagKey& key, int fallback) {
+  Uint16 v;
+  return item->findAndGetUint16(key, v).good() ? int(v) : fallback;
+}
+
+// A LUT from a Modality or VOI LUT Sequence item: entries, first mapped value, bits per entry.
+struct SequenceLut {
+  bool present = false;
+  int first = 0;
+  int bits = 16;
+  std::vector<uint16_t> data;
+  double operator()(double x) const {
+    const long i = std::lround(x) - first;
+    if (i <= 0) return data.front();
+    if (size_t(i) >= data.size()) return data.back();
+    return data[size_t(i)];
+  }
+};
+
+SequenceLut read_sequence_lut(DcmItem* dataset, const DcmTagKey& seq_key) {
+  SequenceLut lut;
+  DcmItem* item = nullptr;
+  if (dataset->findAndGetSequenceItem(seq_key, item, 0).bad() || !item) return lut;
+  Uint16 desc[3];
+  for (unsigned long i = 0; i < 3; ++i) {
+    if (item->findAndGetUint16(DCM_LUTDescriptor, desc[i], i).bad()) {
+      Sint16 s;
+      if (item->findAndGetSint16(DCM_LUTDescriptor, s, i).bad())
+        throw DecodeError("DICOM: LUT Descriptor of " + std::string(DcmTag(seq_key).getTagName()) + " unreadable");
+      desc[i] = Uint16(s);
+    }
+  }
+  const size_t entries = desc[0] == 0 ? 65536 : desc[0];
+  lut.first = (seq_key == DCM_ModalityLUTSequence || desc[1] < 0x8000) ? int(desc[1]) : int(Sint16(desc[1]));
+  lut.bits = desc[2];
+  const Uint16* words = nullptr;
+  unsigned long count = 0;
+  if (item->findAndGetUint16Array(DCM_LUTData, words, &count).bad() || !words || count == 0)
+    throw DecodeError("DICOM: LUT Data of " + std::string(DcmTag(seq_key).getTagName()) + " missing");
+  if (lut.bits <= 8 && count * 2 >= entries && count < entries) {
+    // 8-bit entries packed two per 16-bit word.
+    for (size_t i = 0; i < entries; ++i) lut.data.push_back(uint16_t((words[i / 2] >> (8 * (i % 2))) & 0xff));
+  } else {
+    if (count < entries)
+      throw DecodeError("DICOM: LUT Data has " + std::to_string(count) + " entries, descriptor says " +
+                        std::to_string(entries));
+    lut.data.assign(words, words + entries);
+  }
+  lut.present = true;
+  return lut;
+}
+
+// Concatenates the fragments of the first frame of encapsulated pixel data.
+std::vector<uint8_t> first_frame_fragments(DcmPixelData* pixel_data, int frames) {
+  E_TransferSyntax xfer;
+  const DcmRepresentationParameter* rep = nullptr;
+  pixel_data->getOriginalRepresentationKey(xfer, rep);
+  DcmPixelSequence* seq = nullptr;
+  if (pixel_data->getEncapsulatedRepresentation(xfer, rep, seq).bad() || !seq)
+    throw DecodeError("DICOM: encapsulated pixel data expected, none found");
+  const unsigned long n = seq->card();
+  if (n < 2) throw DecodeError("DICOM: encapsulated pixel data holds no fragment");
+  std::vector<uint8_t> out;
+  for (unsigned long i = 1; i < n; ++i) {  // item 0 is the basic offset table
+    DcmPixelItem* item = nullptr;
+    Uint8* bytes = nullptr;
+    if (seq->getItem(item, i).bad() || !item || item->getUint8Array(bytes).bad()) break;
+    const Uint32 len = item->getLength();
+    const bool starts_codestream = len >= 2 && bytes && bytes[0] == 0xFF && bytes[1] == 0x4F;
+    // With several frames, the next frame begins with the next start-of-codestream marker.
+    if (i > 1 && (frames > 1 || starts_codestream) && starts_codestream) break;
+    if (bytes && len) out.insert(out.end(), bytes, bytes + len);
+  }
+  if (out.empty()) throw DecodeError("DICOM: first frame has no compressed data");
+  return out;
+}
+
+// The stored-value domain: every value BitsStored bits can hold.
+struct Domain {
+  int bits;
+  bool is_signed;
+  long min() const { return is_signed ? -(1L << (bits - 1)) : 0; }
+  long size() const { return 1L << bits; }
+};
+
+// Maps every stored value to its output value (see decode.hpp for the ranges).
+std::vector<uint16_t> presentation_lut(const Domain& dom, DcmDataset* ds, const std::string& photometric,
+                                       const DicomInfo& info, const DecodeParams& params, int out_bits,
+                                       int& result_bits) {
+  const long n = dom.size();
+  std::vector<uint16_t> lut(static_cast<size_t>(n));
+
+  // Modality transform.
+  const SequenceLut mlut = read_sequence_lut(ds, DCM_ModalityLUTSequence);
+  const bool identity =
+      !mlut.present && info.rescale_slope == 1.0 && info.rescale_intercept == 0.0 && !dom.is_signed;
+  std::vector<double> m(static_cast<size_t>(n));
+  double mmin = 1e300, mmax = -1e300;
+  for (long i = 0; i < n; ++i) {
+    const double s = double(dom.min() + i);
+    const double v = mlut.present ? mlut(s) : s * info.rescale_slope + info.rescale_intercept;
+    m[size_t(i)] = v;
+    mmin = std::min(mmin, v);
+    mmax = std::max(mmax, v);
+  }
+
+  // VOI transform, only when asked and the file has one.
+  SequenceLut vlut;
+  bool use_window = false;
+  std::string function;
+  if (params.apply_voi) {
+    vlut = read_sequence_lut(ds, DCM_VOILUTSequence);
+    use_window = !vlut.present && info.has_window && info.window_width > 0;
+    function = get_string(ds, DCM_VOILUTFunction);
+  }
+  const bool use_voi = vlut.present || use_window;
+  const bool inverse = photometric == "MONOCHROME1";
+
+  int bits = out_bits;  // bits of the values before full-range expansion
+  if (identity && !use_voi) bits = dom.bits;
+  const double ymax = double((1L << bits) - 1);
+  const double vlut_max = vlut.present ? double((1L << std::min(vlut.bits, 16)) - 1) : 1.0;
+  const double c = info.window_center, w = info.window_width;
+
+  for (long i = 0; i < n; ++i) {
+    const double x = m[size_t(i)];
+    double y;
+    if (identity && !use_voi) {
+      y = double(i);
+    } else if (vlut.present) {
+      y = vlut(x) / vlut_max * ymax;
+    } else if (use_window) {
+      if (function == "SIGMOID") {
+        y = ymax / (1.0 + std::exp(-4.0 * (x - c) / w));
+      } else if (function == "LINEAR_EXACT") {
+        y = x <= c - w / 2 ? 0.0 : x > c + w / 2 ? ymax : ((x - c) / w + 0.5) * ymax;
+      } else if (w >= 1.0) {  // LINEAR, PS3.3 C.11.2.1.2.1
+        y = x <= c - 0.5 - (w - 1) / 2 ? 0.0 : x > c - 0.5 + (w - 1) / 2 ? ymax : ((x - (c - 0.5)) / (w - 1) + 0.5) * ymax;
+      } else {
+        y = x < c ? 0.0 : ymax;
+      }
+    } else {
+      y = mmax > mmin ? (x - mmin) / (mmax - mmin) * ymax : 0.0;
+    }
+    y = std::min(ymax, std::max(0.0, std::round(y)));
+    if (inverse) y = ymax - y;
+    lut[size_t(i)] = uint16_t(y);
+  }
+  result_bits = bits;
+  return lut;
+}
+
+}  // namespace
+
+Image decode_dicom(const uint8_t* data, size_t size, const DecodeParams& params) {
+  register_codecs();
+
+  DcmInputBufferStream stream;
+  stream.setBuffer(data, offile_off_t(size));
+  stream.setEos();
+  DcmFileFormat file;
+  file.transferInit();
+  OFCondition cond = file.read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+  file.transferEnd();
+  if (cond.bad()) throw DecodeError(std::string("corrupt or truncated DICOM: ") + cond.text());
+  DcmDataset* ds = file.getDataset();
+  if (!ds) throw DecodeError("DICOM: no dataset");
+
+  Image img;
+  img.format = Format::Dicom;
+  DicomInfo& info = img.dicom;
+  info.patient_id = get_string(ds, DCM_PatientID);
+  info.study_uid = get_string(ds, DCM_StudyInstanceUID);
+  info.series_uid = get_string(ds, DCM_SeriesInstanceUID);
+  info.sop_uid = get_string(ds, DCM_SOPInstanceUID);
+  info.sop_class_uid = get_string(ds, DCM_SOPClassUID);
+  info.modality = get_string(ds, DCM_Modality);
+  const E_TransferSyntax xfer = ds->getOriginalXfer();
+  const DcmXfer xfer_info(xfer);
+  info.transfer_syntax = xfer_info.getXferID();
+
+  DcmElement* element = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, element).bad() || !element)
+    throw DecodeError("DICOM without pixel data (no (7FE0,0010) element)");
+  auto* pixel_data = dynamic_cast<DcmPixelData*>(element);
+  if (!pixel_data) throw DecodeError("DICOM: (7FE0,0010) is not pixel data");
+
+  const Codec codec = codec_for(xfer);
+  if (codec == Codec::Unsupported) {
+    std::string uid = get_string(file.getMetaInfo(), DCM_TransferSyntaxUID);
+    if (uid.empty()) uid = info.transfer_syntax;
+    throw DecodeError("DICOM: unsupported transfer syntax " + uid + " (" + xfer_info.getXferName() + ")");
+  }
+
+  const int rows = get_us(ds, DCM_Rows, 0), cols = get_us(ds, DCM_Columns, 0);
+  if (rows == 0 || cols == 0) throw DecodeError("DICOM: Rows/Columns missing or zero");
+  check_size(uint64_t(cols), uint64_t(rows), params, "DICOM");
+  const int spp = get_us(ds, DCM_SamplesPerPixel, 1);
+  const int bits_allocated = get_us(ds, DCM_BitsAllocated, 0);
+  int bits_stored = get_us(ds, DCM_BitsStored, bits_allocated);
+  int high_bit = get_us(ds, DCM_HighBit, bits_stored - 1);
+  const int pixel_rep = get_us(ds, DCM_PixelRepresentation, 0);
+  const int planar = get_us(ds, DCM_PlanarConfiguration, 0);
+  std::string photometric = get_string(ds, DCM_PhotometricInterpretation);
+  if (photometric.empty()) photometric = "MONOCHROME2";
+  {
+    Sint32 frames = 1;
+    info.number_of_frames = ds->findAndGetSint32(DCM_NumberOfFrames, frames).good() && frames > 0 ? int(frames) : 1;
+  }
+  info.bits_allocated = bits_allocated;
+  info.pixel_representation = pixel_rep;
+  get_double(ds, DCM_RescaleSlope, info.rescale_slope);
+  get_double(ds, DCM_RescaleIntercept, info.rescale_intercept);
+  if (info.rescale_slope == 0.0) info.rescale_slope = 1.0;
+  info.has_window = get_double(ds, DCM_WindowCenter, info.window_center) &&
+                    get_double(ds, DCM_WindowWidth, info.window_width);
+
+  if (bits_allocated != 8 && bits_allocated != 16)
+    throw DecodeError("DICOM: BitsAllocated " + std::to_string(bits_allocated) + ", expected 8 or 16");
+  if (bits_stored < 1 || bits_stored > bits_allocated || high_bit < bits_stored - 1 || high_bit >= bits_allocated)
+    throw DecodeError("DICOM: inconsistent BitsStored " + std::to_string(bits_stored) + " / HighBit " +
+                      std::to_string(high_bit) + " for BitsAllocated " + std::to_string(bits_allocated));
+  if (spp != 1 && spp != 3) throw DecodeError("DICOM: SamplesPerPixel " + std::to_string(spp) + ", expected 1 or 3");
+  if (spp == 1 && photometric != "MONOCHROME1" && photometric != "MONOCHROME2")
+    throw DecodeError("DICOM: unsupported photometric interpretation " + photometric + " for one sample per pixel");
+
+  // Frame 0 as stored values: `stored` holds BitsAllocated-wide samples in host order.
+  cv::Mat stored;
+  std::string color_model = photometric;
+  const size_t sample_bytes = size_t(bits_allocated / 8);
+  const size_t frame_bytes = size_t(rows) * size_t(cols) * size_t(spp) * sample_bytes;
+  if (codec == Codec::J2k) {
+    const std::vector<uint8_t> bytes = first_frame_fragments(pixel_data, info.number_of_frames);
+    J2kFrame f = decode_j2k(bytes.data(), bytes.size(), params);
+    if (f.pixels.rows != rows || f.pixels.cols != cols)
+      throw DecodeError("DICOM: JPEG 2000 frame is " + std::to_string(f.pixels.cols) + "x" +
+                        std::to_string(f.pixels.rows) + ", header says " + std::to_string(cols) + "x" +
+                        std::to_string(rows));
+    if (spp != 1) throw DecodeError("DICOM: colour JPEG 2000 is not supported");
+    // The codestream's own precision wins when it disagrees with the header.
+    if (f.precision > bits_stored && f.precision <= bits_allocated) bits_stored = f.precision;
+    stored = f.pixels;
+    if (stored.type() == CV_8UC1 && bits_allocated == 16) stored.convertTo(stored, CV_16UC1);
+    high_bit = bits_stored - 1;  // decoded values are right-aligned
+  } else {
+    if (codec == Codec::Native) {
+      const Uint32 len = pixel_data->getLength();
+      if (size_t(len) < frame_bytes)
+        throw DecodeError("DICOM: pixel data holds " + std::to_string(len) + " bytes, one " + std::to_string(cols) +
+                          "x" + std::to_string(rows) + " frame needs " + std::to_string(frame_bytes));
+    }
+    stored.create(rows, cols, bits_allocated == 16 ? CV_MAKETYPE(CV_16U, spp) : CV_MAKETYPE(CV_8U, spp));
+    std::vector<uint8_t> buffer(frame_bytes + (frame_bytes & 1));
+    Uint32 start_fragment = 0;
+    OFString model;
+    cond = pixel_data->getUncompressedFrame(ds, 0, start_fragment, buffer.data(), Uint32(buffer.size()), model);
+    if (cond.bad()) throw DecodeError(std::string("DICOM: cannot decode the first frame: ") + cond.text());
+    if (!model.empty()) color_model = model.c_str();
+    const bool by_plane = spp == 3 && (codec == Codec::Native ? planar == 1 : xfer == EXS_RLELossless);
+    if (by_plane) {
+      std::vector<cv::Mat> planes;
+      for (int p = 0; p < 3; ++p)
+        planes.emplace_back(rows, cols, bits_allocated == 16 ? CV_16UC1 : CV_8UC1,
+                            buffer.data() + size_t(p) * rows * cols * sample_bytes);
+      cv::merge(planes, stored);
+    } else {
+      std::memcpy(stored.data, buffer.data(), frame_bytes);
+    }
+  }
+
+  // Colour to grey (Y of YBR, Rec. 601 luma of RGB); grey X-rays never take this path.
+  if (spp == 3) {
+    cv::Mat grey(rows, cols, stored.depth() == CV_16U ? CV_16UC1 : CV_8UC1);
+    const bool ybr = color_model.rfind("YBR", 0) == 0;
+    std::vector<cv::Mat> ch;
+    cv::split(stored, ch);
+    if (ybr) {
+      grey = ch[0];
+    } else {
+      cv::Mat f;
+      cv::addWeighted(ch[0], 0.299, ch[1], 0.587, 0.0, f, CV_32F);
+      cv::addWeighted(f, 1.0, ch[2], 0.114, 0.0, f, CV_32F);
+      f.convertTo(grey, grey.type());
+    }
+    stored = grey;
+    photometric = ybr ? color_model : "RGB";
+  }
+
+  // Right-align, mask to BitsStored and sign-extend.
+  const int shift = high_bit + 1 - bits_stored;
+  const bool is_signed = pixel_rep == 1;
+  if (stored.depth() == CV_16U && (shift != 0 || bits_stored < 16 || is_signed)) {
+    const uint32_t mask = (1u << bits_stored) - 1;
+    cv::Mat out(rows, cols, is_signed ? CV_16SC1 : CV_16UC1);
+    for (int y = 0; y < rows; ++y) {
+      const uint16_t* s = stored.ptr<uint16_t>(y);
+      uint16_t* d = out.ptr<uint16_t>(y);
+      for (int x = 0; x < cols; ++x) {
+        uint32_t v = (uint32_t(s[x]) >> shift) & mask;
+        if (is_signed && (v >> (bits_stored - 1))) v |= ~mask;
+        d[x] = uint16_t(v);
+      }
+    }
+    stored = out;
+  } else if (stored.depth() == CV_8U && (shift != 0 || bits_stored < 8 || is_signed)) {
+    const uint32_t mask = (1u << bits_stored) - 1;
+    cv::Mat out(rows, cols, is_signed ? CV_16SC1 : CV_8UC1);
+    for (int y = 0; y < rows; ++y) {
+      const uint8_t* s = stored.ptr<uint8_t>(y);
+      for (int x = 0; x < cols; ++x) {
+        uint32_t v = (uint32_t(s[x]) >> shift) & mask;
+        if (is_signed) {
+          if (v >> (bits_stored - 1)) v |= ~mask;
+          out.ptr<int16_t>(y)[x] = int16_t(int32_t(v));
+        } else {
+          out.ptr<uint8_t>(y)[x] = uint8_t(v);
+        }
+      }
+    }
+    stored = out;
+  }
+
+  img.bits_stored = bits_stored;
+  img.photometric = photometric;
+  if (params.stored_values) {
+    img.pixels = stored;
+    img.bits = bits_stored;
+    return img;
+  }
+
+  // Presentation: one table over every stored value.
+  const Domain dom{bits_stored, is_signed};
+  const int out_bits = bits_stored <= 8 ? 8 : 16;
+  int bits = out_bits;
+  std::vector<uint16_t> lut = presentation_lut(dom, ds, photometric, info, params, out_bits, bits);
+  if (params.full_range && bits != out_bits) {
+    cv::Mat table(1, int(lut.size()), CV_16UC1, lut.data());
+    for (uint16_t& v : lut) v &= uint16_t((1u << bits) - 1);
+    cv::Mat expanded;
+    expand_bits(table, expanded, bits, 16);
+    for (size_t i = 0; i < lut.size(); ++i) {
+      const uint16_t v16 = expanded.at<uint16_t>(0, int(i));
+      lut[i] = out_bits == 16 ? v16 : uint16_t(v16 >> 8);
+    }
+    bits = out_bits;
+  }
+  int final_bits = bits;
+  if (params.force_8bit && out_bits == 16) {
+    const int down = std::max(0, bits - 8);
+    for (uint16_t& v : lut) v = uint16_t(v >> down);
+    final_bits = std::min(bits, 8);
+  }
+  const bool eight = out_bits == 8 || params.force_8bit;
+  img.pixels.create(rows, cols, eight ? CV_8UC1 : CV_16UC1);
+  const long base = dom.min();
+  for (int y = 0; y < rows; ++y) {
+    if (stored.depth() == CV_8U) {
+      const uint8_t* s = stored.ptr<uint8_t>(y);
+      uint8_t* d = img.pixels.ptr<uint8_t>(y);  // an 8-bit source always gives 8-bit output
+      for (int x = 0; x < cols; ++x) d[x] = uint8_t(lut[s[x]]);
+    } else if (stored.depth() == CV_16S) {
+      const int16_t* s = stored.ptr<int16_t>(y);
+      for (int x = 0; x < cols; ++x) {
+        const uint16_t v = lut[size_t(long(s[x]) - base)];
+        if (eight)
+          img.pixels.ptr<uint8_t>(y)[x] = uint8_t(v);
+        else
+          img.pixels.ptr<uint16_t>(y)[x] = v;
+      }
+    } else {
+      const uint16_t* s = stored.ptr<uint16_t>(y);
+      if (eight) {
+        uint8_t* d = img.pixels.ptr<uint8_t>(y);
+        for (int x = 0; x < cols; ++x) d[x] = uint8_t(lut[s[x]]);
+      } else {
+        uint16_t* d = img.pixels.ptr<uint16_t>(y);
+        for (int x = 0; x < cols; ++x) d[x] = lut[s[x]];
+      }
+    }
+  }
+  img.bits = final_bits;
+  return img;
+}
+
+}  // namespace cxr::io::detail
