@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// cxr::io DICOM decoding: reference stored values (pydicom's, from the shared data README),
+// presentation (MONOCHROME1, depth), lossless twins made at test time with DCMTK's tools, and
+// bad files (no pixel data, unsupported transfer syntax, forged size, truncation).
+#include <catch.hpp>
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "cxr/error.hpp"
+#include "cxr/io/decode.hpp"
+#include "testutil.hpp"
+
+using cxr::io::DecodeParams;
+using Bytes = std::vector<unsigned char>;
+
+namespace {
+
+// Compact SHA-256 (FIPS 180-4) for the reference hashes.
+std::string sha256(const uint8_t* data, size_t n) {
+  static const uint32_t k[64] = {
+      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+      0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+      0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+      0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+      0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+      0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+      0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+      0xc67178f2};
+  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  std::vector<uint8_t> msg(data, data + n);
+  msg.push_back(0x80);
+  while (msg.size() % 64 != 56) msg.push_back(0);
+  const uint64_t bits = uint64_t(n) * 8;
+  for (int i = 7; i >= 0; --i) msg.push_back(uint8_t(bits >> (8 * i)));
+  auto rotr = [](uint32_t x, int r) { return (x >> r) | (x << (32 - r)); };
+  for (size_t off = 0; off < msg.size(); off += 64) {
+    uint32_t w[64];
+    for (int i = 0; i < 16; ++i)
+      w[i] = (uint32_t(msg[off + 4 * i]) << 24) | (uint32_t(msg[off + 4 * i + 1]) << 16) |
+             (uint32_t(msg[off + 4 * i + 2]) << 8) | msg[off + 4 * i + 3];
+    for (int i = 16; i < 64; ++i) {
+      const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      hh = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+  }
+  char out[65];
+  for (int i = 0; i < 8; ++i) std::snprintf(out + 8 * i, 9, "%08x", h[i]);
+  return out;
+}
+
+std::string mat_sha256(const cv::Mat& m) {
+  REQUIRE(m.isContinuous());
+  return sha256(m.data, m.total() * m.elemSize());  // host order = little endian here
+}
+
+std::string shared(const std::string& rel) {
+  return cxrtest::env_or("CXR_SHARED_DATA", "../shared/data") + "/" + rel;
+}
+
+DecodeParams stored() {
+  DecodeParams p;
+  p.stored_values = true;
+  return p;
+}
+
+// A fresh temp directory for DCMTK tool outputs, removed at the end of the test.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/cxr-dicom-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { (void)std::system(("rm -rf '" + path + "'").c_str()); }
+  std::string operator/(const std::string& n) const { return path + "/" + n; }
+};
+
+void run(const std::string& cmd) {
+  INFO(cmd);
+  REQUIRE(std::system((cmd + " 2>&1").c_str()) == 0);
+}
+
+std::string decode_error(const std::string& path, const DecodeParams& p = {}) {
+  try {
+    cxr::io::decode_file(path, p);
+  } catch (const cxr::DecodeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("sha256 helper", "[dicom]") {
+  CHECK(sha256(reinterpret_cast<const uint8_t*>("abc"), 3) ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST_CASE("bundled DICOM samples give pydicom's stored values", "[dicom]") {
+  struct Ref {
+    const char* file;
+    int type, rows, cols;
+    double min, max, mean;
+    const char* sha;
+    const char* photometric;
+  };
+  const Ref refs[] = {
+      {"CR-MONO1-10-chest.dcm", CV_16UC1, 440, 440, 0, 979, 501.857,
+       "400ebd95cd99725097d903597ca26d5d9cf81e339b4dcbc61a164483f0bee213", "MONOCHROME1"},
+      {"NIH_DX_nccid_testdata.dcm", CV_8UC1, 1024, 1024, 0, 252, 180.059,
+       "8a771769a267418e92560b937fcb66b067c71a3e2e857ff4713993a72cfe21e1", "MONOCHROME2"},
+      {"SIIM_CR_jpegbaseline.dcm", CV_8UC1, 1024, 1024, 0, 254, 160.398,
+       "938432fbb18d79f48568dc5b1fb06ffd2ace4a4ded4bfc490c35981e58f053fb", "MONOCHROME2"},
+      {"SIIM_CR_jpegbaseline_Fake_MONOCHROME1.dcm", CV_8UC1, 1024, 1024, 0, 254, 160.398,
+       "938432fbb18d79f48568dc5b1fb06ffd2ace4a4ded4bfc490c35981e58f053fb", "MONOCHROME1"},
+      // JPEG-LS near-lossless: DCMTK's decode is what dcmdjpls wrote into the shared twin.
+      {"WG04_RG1_JLSN.dcm", CV_16UC1, 1955, 1841, 871, 26481, 7391.459,
+       "6027b08b7b20af4c346f46f2d99b7678ab32182541b2abd7c1d4785e24ddb47f", "MONOCHROME1"},
+      // Lossy JPEG 2000: decoders may differ slightly, so no hash.
+      {"WG04_RG1_J2KI.dcm", CV_16UC1, 1955, 1841, 803, 26512, 7391.450, nullptr, "MONOCHROME1"},
+  };
+  for (const Ref& r : refs) {
+    INFO(r.file);
+    const cxr::io::Image img = cxr::io::decode_file(cxrtest::samples(std::string("dicom/") + r.file), stored());
+    REQUIRE(img.pixels.type() == r.type);
+    CHECK(img.pixels.rows == r.rows);
+    CHECK(img.pixels.cols == r.cols);
+    double lo, hi;
+    cv::minMaxLoc(img.pixels, &lo, &hi);
+    const double tol = r.sha ? 0.0 : 2.0;
+    CHECK(std::abs(lo - r.min) <= tol * 4);
+    CHECK(std::abs(hi - r.max) <= tol * 4);
+    CHECK(cv::mean(img.pixels)[0] == Approx(r.mean).margin(r.sha ? 0.001 : 0.05));
+    if (r.sha) CHECK(mat_sha256(img.pixels) == r.sha);
+    CHECK(img.photometric == r.photometric);
+    CHECK(img.format == cxr::io::Format::Dicom);
+  }
+}
+
+TEST_CASE("shared LIDC and uncompressed twin match pydicom", "[dicom]") {
+  const cxr::io::Image lidc = cxr::io::decode_file(shared("dicom/LIDC_CR-MONOCHROME1_chest.dcm"), stored());
+  CHECK(mat_sha256(lidc.pixels) == "068c70b2472d6aaf3186fd6cfa9d7673bda93a5eb6abde3ee2c392ca807eadda");
+  CHECK(lidc.bits_stored == 10);
+  const cxr::io::Image twin = cxr::io::decode_file(shared("dicom/WG04_RG1_from_JLSN_decoded_uncompressed.dcm"), stored());
+  CHECK(mat_sha256(twin.pixels) == "6027b08b7b20af4c346f46f2d99b7678ab32182541b2abd7c1d4785e24ddb47f");
+  CHECK(twin.bits_stored == 15);
+}
+
+TEST_CASE("DICOM identification and transfer syntax are reported", "[dicom]") {
+  const cxr::io::Image nih = cxr::io::decode_file(cxrtest::samples("dicom/NIH_DX_nccid_testdata.dcm"));
+  CHECK(nih.dicom.patient_id == "Covid0000");
+  CHECK(!nih.dicom.study_uid.empty());
+  CHECK(!nih.dicom.series_uid.empty());
+  CHECK(!nih.dicom.sop_uid.empty());
+  CHECK(nih.dicom.transfer_syntax == "1.2.840.10008.1.2");
+  const cxr::io::Image jls = cxr::io::decode_file(cxrtest::samples("dicom/WG04_RG1_JLSN.dcm"));
+  CHECK(jls.dicom.transfer_syntax == "1.2.840.10008.1.2.4.81");
+  const cxr::io::Image bare = cxr::io::decode_file(cxrtest::samples("dicom/CR-MONO1-10-chest.dcm"));
+  CHECK(bare.dicom.transfer_syntax == "1.2.840.10008.1.2");  // no meta header: detected
+  CHECK(bare.dicom.modality == "CR");
+}
+
+TEST_CASE("presentation: MONOCHROME1 inverted, full range by bit replication", "[dicom]") {
+  SECTION("10-bit MONOCHROME1") {
+    const std::string f = cxrtest::samples("dicom/CR-MONO1-10-chest.dcm");
+    const cxr::io::Image raw = cxr::io::decode_file(f, stored());
+    const cxr::io::Image full = cxr::io::decode_file(f);
+    REQUIRE(full.pixels.type() == CV_16UC1);
+    CHECK(full.bits == 16);
+    DecodeParams own;
+    own.full_range = false;
+    const cxr::io::Image ten = cxr::io::decode_file(f, own);
+    CHECK(ten.bits == 10);
+    int bad = 0;
+    for (int y = 0; y < raw.pixels.rows; ++y)
+      for (int x = 0; x < raw.pixels.cols; ++x) {
+        const int v = 1023 - raw.pixels.at<uint16_t>(y, x);
+        bad += ten.pixels.at<uint16_t>(y, x) != v;
+        bad += full.pixels.at<uint16_t>(y, x) != ((v << 6) | (v >> 4));
+      }
+    CHECK(bad == 0);
+    DecodeParams eight;
+    eight.force_8bit = true;
+    const cxr::io::Image e = cxr::io::decode_file(f, eight);
+    REQUIRE(e.pixels.type() == CV_8UC1);
+    cv::Mat top;
+    full.pixels.convertTo(top, CV_8U, 1.0 / 256, -0.5);
+    CHECK(cv::norm(e.pixels, top, cv::NORM_INF) == 0);
+  }
+  SECTION("8-bit fake MONOCHROME1 is 255 - MONOCHROME2") {
+    const cxr::io::Image m2 = cxr::io::decode_file(cxrtest::samples("dicom/SIIM_CR_jpegbaseline.dcm"));
+    const cxr::io::Image m1 = cxr::io::decode_file(cxrtest::samples("dicom/SIIM_CR_jpegbaseline_Fake_MONOCHROME1.dcm"));
+    REQUIRE(m1.pixels.type() == CV_8UC1);
+    cv::Mat inv = 255 - m2.pixels;
+    CHECK(cv::norm(m1.pixels, inv, cv::NORM_INF) == 0);
+  }
+}
+
+TEST_CASE("lossless encodings decode to exactly their uncompressed twin", "[dicom]") {
+  TempDir tmp;
+  const std::string jlsn = cxrtest::samples("dicom/WG04_RG1_JLSN.dcm");
+  run("dcmdjpls '" + jlsn + "' '" + (tmp / "twin.dcm") + "'");
+  const cxr::io::Image twin = cxr::io::decode_file(tmp / "twin.dcm", stored());
+  CHECK(twin.dicom.transfer_syntax == "1.2.840.10008.1.2.1");
+  const cxr::io::Image twin_full = cxr::io::decode_file(tmp / "twin.dcm");
+  struct Variant {
+    const char* name;
+    std::string cmd;
+    const char* xfer;
+  };
+  const Variant variants[] = {
+      {"jpeg-lossless-sv1.dcm", "dcmcjpeg +e1", "1.2.840.10008.1.2.4.70"},
+      {"jpeg-lossless.dcm", "dcmcjpeg +el", "1.2.840.10008.1.2.4.57"},
+      {"rle.dcm", "dcmcrle", "1.2.840.10008.1.2.5"},
+      {"jpegls-lossless.dcm", "dcmcjpls +el", "1.2.840.10008.1.2.4.80"},
+      {"implicit.dcm", "dcmconv +ti", "1.2.840.10008.1.2"},
+      {"big-endian.dcm", "dcmconv +tb", "1.2.840.10008.1.2.2"},
+      {"deflated.dcm", "dcmconv +td", "1.2.840.10008.1.2.1.99"},
+  };
+  for (const Variant& v : variants) {
+    INFO(v.name);
+    run(v.cmd + " '" + (tmp / "twin.dcm") + "' '" + (tmp / v.name) + "'");
+    const cxr::io::Image img = cxr::io::decode_file(tmp / v.name, stored());
+    CHECK(img.dicom.transfer_syntax == v.xfer);
+    REQUIRE(img.pixels.type() == twin.pixels.type());
+    CHECK(cv::norm(img.pixels, twin.pixels, cv::NORM_INF) == 0);
+    const cxr::io::Image full = cxr::io::decode_file(tmp / v.name);
+    CHECK(cv::norm(full.pixels, twin_full.pixels, cv::NORM_INF) == 0);
+  }
+}
+
+TEST_CASE("VOI window and rescale are applied when asked", "[dicom]") {
+  TempDir tmp;
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(cxrtest::samples("dicom/NIH_DX_nccid_testdata.dcm").c_str()).good());
+  DcmDataset* ds = ff.getDataset();
+  ds->putAndInsertString(DCM_WindowCenter, "100");
+  ds->putAndInsertString(DCM_WindowWidth, "51");
+  ds->putAndInsertString(DCM_RescaleSlope, "2");
+  ds->putAndInsertString(DCM_RescaleIntercept, "-50");
+  REQUIRE(ff.saveFile((tmp / "window.dcm").c_str(), EXS_LittleEndianExplicit).good());
+  const cxr::io::Image raw = cxr::io::decode_file(tmp / "window.dcm", stored());
+  DecodeParams voi;
+  voi.apply_voi = true;
+  const cxr::io::Image img = cxr::io::decode_file(tmp / "window.dcm", voi);
+  CHECK(img.dicom.has_window);
+  CHECK(img.dicom.rescale_slope == 2.0);
+  REQUIRE(img.pixels.type() == CV_8UC1);
+  int bad = 0;
+  for (int y = 0; y < raw.pixels.rows; y += 7)
+    for (int x = 0; x < raw.pixels.cols; x += 5) {
+      const double m = raw.pixels.at<uint8_t>(y, x) * 2.0 - 50.0;  // modality value
+      const double c = 100, w = 51;                               // PS3.3 C.11.2.1.2.1 LINEAR
+      double e = m <= c - 0.5 - (w - 1) / 2 ? 0 : m > c - 0.5 + (w - 1) / 2 ? 255 : ((m - (c - 0.5)) / (w - 1) + 0.5) * 255;
+      e = std::round(std::min(255.0, std::max(0.0, e)));
+      bad += std::abs(img.pixels.at<uint8_t>(y, x) - e) > 0;
+    }
+  CHECK(bad == 0);
+  // Without apply_voi the window is ignored.
+  const cxr::io::Image plain = cxr::io::decode_file(tmp / "window.dcm");
+  CHECK(cv::norm(plain.pixels, raw.pixels, cv::NORM_INF) == 0);
+}
+
+TEST_CASE("bad DICOM files are DecodeErrors", "[dicom]") {
+  TempDir tmp;
+  const std::string twin = shared("dicom/WG04_RG1_from_JLSN_decoded_uncompressed.dcm");
+  SECTION("no pixel data") {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(twin.c_str()).good());
+    delete ff.getDataset()->remove(DCM_PixelData);
+    REQUIRE(ff.saveFile((tmp / "nopixels.dcm").c_str()).good());
+    CHECK(decode_error(tmp / "nopixels.dcm").find("without pixel data") != std::string::npos);
+  }
+  SECTION("unsupported transfer syntax") {
+    // Encapsulated pixel data declared as MPEG2, which no decoder here handles.
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(cxrtest::samples("dicom/WG04_RG1_JLSN.dcm").c_str()).good());
+    ff.getMetaInfo()->putAndInsertString(DCM_TransferSyntaxUID, "1.2.840.10008.1.2.4.100");
+    REQUIRE(ff.saveFile((tmp / "mpeg2.dcm").c_str(), EXS_JPEGLSLossy, EET_ExplicitLength, EGL_recalcGL,
+                        EPD_noChange, 0, 0, EWM_dontUpdateMeta)
+                .good());
+    const std::string e = decode_error(tmp / "mpeg2.dcm");
+    INFO(e);
+    CHECK(e.find("unsupported transfer syntax 1.2.840.10008.1.2.4.100") != std::string::npos);
+  }
+  SECTION("forged size 65535x65535 fails before decoding") {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(cxrtest::samples("dicom/WG04_RG1_JLSN.dcm").c_str()).good());
+    ff.getDataset()->putAndInsertUint16(DCM_Rows, 65535);
+    ff.getDataset()->putAndInsertUint16(DCM_Columns, 65535);
+    REQUIRE(ff.saveFile((tmp / "huge.dcm").c_str()).good());
+    CHECK(decode_error(tmp / "huge.dcm").find("max-pixels") != std::string::npos);
+  }
+  SECTION("header larger than its native pixel data") {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(twin.c_str()).good());
+    ff.getDataset()->putAndInsertUint16(DCM_Rows, 4000);
+    REQUIRE(ff.saveFile((tmp / "short.dcm").c_str()).good());
+    CHECK(decode_error(tmp / "short.dcm").find("pixel data holds") != std::string::npos);
+  }
+  SECTION("truncated native and compressed files") {
+    for (const std::string& f : {twin, cxrtest::samples("dicom/WG04_RG1_JLSN.dcm"),
+                                 cxrtest::samples("dicom/SIIM_CR_jpegbaseline.dcm"),
+                                 cxrtest::samples("dicom/WG04_RG1_J2KI.dcm")}) {
+      INFO(f);
+      const Bytes all = cxrtest::read_file(f);
+      const Bytes half(all.begin(), all.begin() + long(all.size() / 2));
+      CHECK_THROWS_AS(cxr::io::decode(half.data(), half.size()), cxr::DecodeError);
+    }
+  }
+  SECTION("max_pixels below a real scan") {
+    DecodeParams p;
+    p.max_pixels = 1000;
+    CHECK(decode_error(cxrtest::samples("dicom/WG04_RG1_J2KI.dcm"), p).find("max-pixels") != std::string::npos);
+  }
+}
