@@ -33,7 +33,10 @@ GType gst_cxr_scan_meta_api_get_type(void) {
   if (g_once_init_enter(&type)) {
     // No tags: the meta describes the scan, not its pixels, so every transform keeps it.
     static const gchar *tags[] = {NULL};
-    GType t = gst_meta_api_type_register("GstCxrScanMetaAPI", tags);
+    // This support library is linked into the plugin and into programs that load it: the
+    // second copy must reuse the first one's registration.
+    GType t = g_type_from_name("GstCxrScanMetaAPI");
+    if (!t) t = gst_meta_api_type_register("GstCxrScanMetaAPI", tags);
     g_once_init_leave(&type, t);
   }
   return type;
@@ -99,7 +102,8 @@ static gboolean scan_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *,
 const GstMetaInfo *gst_cxr_scan_meta_get_info(void) {
   static const GstMetaInfo *info = nullptr;
   if (g_once_init_enter(&info)) {
-    const GstMetaInfo *mi = gst_meta_register(GST_CXR_SCAN_META_API_TYPE, "GstCxrScanMeta", sizeof(GstCxrScanMeta),
+    const GstMetaInfo *mi = gst_meta_get_info("GstCxrScanMeta");
+    if (!mi) mi = gst_meta_register(GST_CXR_SCAN_META_API_TYPE, "GstCxrScanMeta", sizeof(GstCxrScanMeta),
                                               scan_meta_init, scan_meta_free, scan_meta_transform);
     g_once_init_leave(&info, mi);
   }
@@ -116,7 +120,10 @@ GType gst_cxr_result_meta_api_get_type(void) {
   static GType type = 0;
   if (g_once_init_enter(&type)) {
     static const gchar *tags[] = {NULL};
-    GType t = gst_meta_api_type_register("GstCxrResultMetaAPI", tags);
+    // This support library is linked into the plugin and into programs that load it: the
+    // second copy must reuse the first one's registration.
+    GType t = g_type_from_name("GstCxrResultMetaAPI");
+    if (!t) t = gst_meta_api_type_register("GstCxrResultMetaAPI", tags);
     g_once_init_leave(&type, t);
   }
   return type;
@@ -181,7 +188,8 @@ static gboolean result_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer 
 const GstMetaInfo *gst_cxr_result_meta_get_info(void) {
   static const GstMetaInfo *info = nullptr;
   if (g_once_init_enter(&info)) {
-    const GstMetaInfo *mi = gst_meta_register(GST_CXR_RESULT_META_API_TYPE, "GstCxrResultMeta",
+    const GstMetaInfo *mi = gst_meta_get_info("GstCxrResultMeta");
+    if (!mi) mi = gst_meta_register(GST_CXR_RESULT_META_API_TYPE, "GstCxrResultMeta",
                                               sizeof(GstCxrResultMeta), result_meta_init, result_meta_free,
                                               result_meta_transform);
     g_once_init_leave(&info, mi);
