@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "cxr/models/classifier.hpp"
+
+#include <torch/nn/init.h>
+#include <torch/nn/functional/activation.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cxr/error.hpp"
+#include "cxr/models/efficientnet.hpp"
+#include "cxr/models/mobilenet_v3.hpp"
+#include "cxr/models/resnet.hpp"
+
+namespace cxr::models {
+
+void ClassifierImpl::fold_batchnorm() {
+  if (folded_) return;
+  torch::NoGradGuard no_grad;
+  // Not modules(true): that needs the root to be held by a shared_ptr.
+  if (auto* self = dynamic_cast<Foldable*>(this)) self->fold();
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* f = dynamic_cast<Foldable*>(m.get())) f->fold();
+  }
+  folded_ = true;
+}
+
+const std::vector<std::string>& classifier_architectures() {
+  static const std::vector<std::string> names{"resnet34", "mobilenet_v3_large", "efficientnet_b1"};
+  return names;
+}
+
+std::shared_ptr<ClassifierImpl> make_classifier(const std::string& architecture, int64_t num_classes) {
+  if (num_classes < 1) throw InvalidArgument("number of classes must be >= 1, got " + std::to_string(num_classes));
+  if (architecture == "resnet34") return std::make_shared<ResNet34Impl>(num_classes);
+  if (architecture == "mobilenet_v3_large") return std::make_shared<MobileNetV3LargeImpl>(num_classes);
+  if (architecture == "efficientnet_b1") return std::make_shared<EfficientNetB1Impl>(num_classes);
+  std::string valid;
+  for (const auto& n : classifier_architectures()) valid += (valid.empty() ? "" : ", ") + n;
+  throw InvalidArgument("unknown architecture '" + architecture + "' (valid: " + valid + ")");
+}
+
+torch::Tensor activate(torch::Tensor x, Act act) {
+  switch (act) {
+    case Act::None: return x;
+    case Act::ReLU: return torch::relu(x);
+    case Act::Hardswish: return torch::hardswish(x);
+    case Act::Hardsigmoid: return torch::hardsigmoid(x);
+    case Act::SiLU: return torch::silu(x);
+    case Act::Sigmoid: return torch::sigmoid(x);
+  }
+  return x;
+}
+
+torch::Tensor ActivationImpl::forward(torch::Tensor x) { return activate(std::move(x), act_); }
+
+ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, Act act,
+                                 NormOptions norm, int64_t padding)
+    : act_(act) {
+  if (padding < 0) padding = (kernel - 1) / 2;
+  conv = register_module("0", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
+                                                    .stride(stride)
+                                                    .padding(padding)
+                                                    .groups(groups)
+                                                    .bias(false)));
+  bn = register_module("1", torch::nn::BatchNorm2d(
+                                torch::nn::BatchNorm2dOptions(out).eps(norm.eps).momentum(norm.momentum)));
+  if (act != Act::None) register_module("2", Activation(act));
+}
+
+torch::Tensor ConvNormActImpl::forward(torch::Tensor x) {
+  x = conv->forward(x);
+  if (!folded_) x = bn->forward(x);
+  return activate(x, act_);
+}
+
+void ConvNormActImpl::fold() {
+  if (folded_) return;
+  fold_conv_bn(*conv, *bn);
+  folded_ = true;
+}
+
+SqueezeExcitationImpl::SqueezeExcitationImpl(int64_t channels, int64_t squeeze, Act act, Act scale_act)
+    : act_(act), scale_act_(scale_act) {
+  avgpool = register_module("avgpool", torch::nn::AdaptiveAvgPool2d(1));
+  fc1 = register_module("fc1", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, squeeze, 1)));
+  fc2 = register_module("fc2", torch::nn::Conv2d(torch::nn::Conv2dOptions(squeeze, channels, 1)));
+  register_module("activation", Activation(act));
+  register_module("scale_activation", Activation(scale_act));
+}
+
+torch::Tensor SqueezeExcitationImpl::forward(torch::Tensor x) {
+  // Global mean as a reduction: the same numbers as adaptive_avg_pool2d(1), and faster on CPU.
+  auto s = x.mean({2, 3}, /*keepdim=*/true);
+  s = activate(fc1->forward(s), act_);
+  s = activate(fc2->forward(s), scale_act_);
+  return x * s;
+}
+
+void fold_conv_bn(torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
+  torch::NoGradGuard no_grad;
+  // Double precision for the scale so that folding adds no error beyond the final fp32 rounding.
+  const auto var = bn.running_var.to(torch::kDouble);
+  const auto mean = bn.running_mean.to(torch::kDouble);
+  const auto gamma = bn.weight.defined() ? bn.weight.to(torch::kDouble) : torch::ones_like(var);
+  const auto beta = bn.bias.defined() ? bn.bias.to(torch::kDouble) : torch::zeros_like(var);
+  const auto scale = gamma / torch::sqrt(var + bn.options.eps());
+  const auto w = conv.weight.to(torch::kDouble) * scale.reshape({-1, 1, 1, 1});
+  const auto b0 = conv.bias.defined() ? conv.bias.to(torch::kDouble) : torch::zeros_like(var);
+  const auto b = (b0 - mean) * scale + beta;
+  conv.weight.copy_(w.to(conv.weight.dtype()));
+  // Conv2d keeps an undefined "bias" entry when built without one; forward() reads the member.
+  conv.bias = b.to(conv.weight.dtype()).to(conv.weight.device());
+}
+
+int64_t make_divisible(double v, int64_t divisor, int64_t min_value) {
+  if (min_value < 0) min_value = divisor;
+  int64_t new_v = std::max<int64_t>(min_value, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
+  if (static_cast<double>(new_v) < 0.9 * v) new_v += divisor;
+  return new_v;
+}
+
+void init_conv_bn(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& m : module.modules(/*include_self=*/false)) {  // called from constructors
+    if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
+      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+      if (c->bias.defined()) torch::nn::init::zeros_(c->bias);
+    } else if (auto* b = m->as<torch::nn::BatchNorm2dImpl>()) {
+      torch::nn::init::ones_(b->weight);
+      torch::nn::init::zeros_(b->bias);
+    }
+  }
+}
+
+}  // namespace cxr::models

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "cxr/models/predictor.hpp"
+
+#include <torch/cuda.h>
+#include <torch/script.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+
+#include "cxr/error.hpp"
+#include "cxr/models/classifier.hpp"
+#include "cxr/models/input.hpp"
+#include "cxr/models/weights.hpp"
+
+namespace cxr::models {
+namespace {
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto" || name.empty()) {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  }
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw InvalidArgument("device '" + name + "': no CUDA device (this LibTorch is CPU-only or no GPU is present)");
+    }
+    int index = 0;
+    if (name.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(name.substr(5), &used);
+        if (used != name.size() - 5) throw std::invalid_argument(name);
+      } catch (const std::exception&) {
+        throw InvalidArgument("device '" + name + "': expected cuda:N");
+      }
+    }
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (index < 0 || index >= count) {
+      throw InvalidArgument("device '" + name + "': only " + std::to_string(count) + " CUDA device(s)");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw InvalidArgument("device '" + name + "' is not one of: auto, cpu, cuda, cuda:N");
+}
+
+torch::ScalarType dtype_of(Precision p) {
+  switch (p) {
+    case Precision::FP16: return torch::kHalf;
+    case Precision::BF16: return torch::kBFloat16;
+    default: return torch::kFloat;
+  }
+}
+
+}  // namespace
+
+const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::FP16: return "fp16";
+    case Precision::BF16: return "bf16";
+    default: return "fp32";
+  }
+}
+
+struct Predictor::Impl {
+  ModelCard card;
+  PredictorOptions options;
+  torch::Device device{torch::kCPU};
+  torch::ScalarType dtype = torch::kFloat;
+  std::shared_ptr<ClassifierImpl> net;
+  std::unique_ptr<torch::jit::Module> script;
+  torch::Tensor batch;  // [max_batch, C, H, W] float32 on the CPU
+
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* embedding) {
+    if (net) {
+      auto f = net->features(x);
+      if (!embedding) return net->classify(f);
+      *embedding = net->embed(f);
+      return net->head(*embedding);
+    }
+    return script->forward({x}).toTensor();
+  }
+};
+
+Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.card = std::move(card);
+  m.options = options;
+  const std::string who = "model card " + (m.card.path.empty() ? m.card.name : m.card.path);
+  if (options.max_batch < 1) throw InvalidArgument("batch size must be >= 1");
+  m.device = resolve_device(options.device);
+  m.dtype = dtype_of(options.precision);
+  if (m.dtype != torch::kFloat && !m.device.is_cuda()) {
+    throw InvalidArgument(std::string("precision ") + to_string(options.precision) +
+                          " needs a CUDA device (device is " + m.device.str() + "); use fp32 on the CPU");
+  }
+  const auto n_classes = static_cast<int64_t>(m.card.classes.size());
+  const InputSpec& in = m.card.input;
+
+  if (m.card.architecture == "torchscript") {
+    if (options.embeddings) {
+      throw InvalidArgument(who + ": embeddings need one of the built-in architectures, not a TorchScript file");
+    }
+    try {
+      m.script = std::make_unique<torch::jit::Module>(torch::jit::load(m.card.weights, m.device));
+    } catch (const c10::Error& e) {
+      std::string msg = e.what_without_backtrace();
+      throw WeightsError(who + ": cannot load TorchScript file " + m.card.weights + ": " + msg.substr(0, msg.find('\n')));
+    }
+    m.script->eval();
+    m.script->to(m.dtype);
+  } else {
+    m.net = make_classifier(m.card.architecture, n_classes);
+    try {
+      load_weights(*m.net, m.card.weights);
+    } catch (const WeightsError& e) {
+      throw WeightsError(who + " (" + m.card.architecture + ", " + std::to_string(n_classes) + " classes): " + e.what());
+    }
+    m.net->eval();
+    if (options.fold_batchnorm) m.net->fold_batchnorm();
+    m.net->to(m.device, m.dtype);
+  }
+  m.batch = torch::zeros({options.max_batch, in.channels, in.height, in.width}, torch::kFloat);
+  if (m.device.is_cuda()) m.batch = m.batch.pin_memory();
+
+  // One forward at load: checks that the network's output fits the card, and warms up.
+  c10::InferenceMode guard;
+  auto probe = m.forward(torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(m.dtype).device(m.device)), nullptr);
+  if (probe.dim() != 2 || probe.size(1) != n_classes) {
+    throw ConfigError(who + ": the network outputs " + std::to_string(probe.dim() == 2 ? probe.size(1) : -1) +
+                      " values per scan but the card lists " + std::to_string(n_classes) + " classes");
+  }
+}
+
+Predictor::~Predictor() = default;
+
+const ModelCard& Predictor::card() const { return impl_->card; }
+const PredictorOptions& Predictor::options() const { return impl_->options; }
+std::string Predictor::device() const { return impl_->device.str(); }
+
+size_t Predictor::input_size() const {
+  const InputSpec& in = impl_->card.input;
+  return static_cast<size_t>(in.channels) * static_cast<size_t>(in.height) * static_cast<size_t>(in.width);
+}
+
+float* Predictor::slot(size_t i) {
+  if (i >= static_cast<size_t>(impl_->options.max_batch)) throw InvalidArgument("batch slot out of range");
+  return impl_->batch.data_ptr<float>() + i * input_size();
+}
+
+std::vector<Prediction> Predictor::run(size_t n) {
+  Impl& m = *impl_;
+  if (n == 0) return {};
+  if (n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("batch larger than max_batch");
+  c10::InferenceMode guard;
+  auto x = m.batch.narrow(0, 0, static_cast<int64_t>(n));
+  if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);
+  torch::Tensor embedding;
+  auto logits = m.forward(x, m.options.embeddings ? &embedding : nullptr).to(torch::kCPU, torch::kFloat).contiguous();
+  const bool multilabel = m.card.task == Task::Multilabel;
+  auto probs = (multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();
+  if (embedding.defined()) embedding = embedding.to(torch::kCPU, torch::kFloat).contiguous();
+
+  const auto k = static_cast<size_t>(logits.size(1));
+  std::vector<Prediction> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    Prediction& p = out[i];
+    const float* l = logits.data_ptr<float>() + i * k;
+    const float* q = probs.data_ptr<float>() + i * k;
+    p.logits.assign(l, l + k);
+    p.probabilities.assign(q, q + k);
+    p.top = static_cast<int>(std::max_element(q, q + k) - q);
+    p.decisions.assign(k, 0);
+    if (multilabel) {
+      for (size_t c = 0; c < k; ++c) p.decisions[c] = q[c] >= m.card.thresholds[c] ? 1 : 0;
+    } else {
+      p.decisions[static_cast<size_t>(p.top)] = 1;
+    }
+    if (embedding.defined()) {
+      const auto d = static_cast<size_t>(embedding.size(1));
+      const float* e = embedding.data_ptr<float>() + i * d;
+      p.embedding.assign(e, e + d);
+    }
+  }
+  return out;
+}
+
+std::vector<Prediction> Predictor::predict(const std::vector<cv::Mat>& scans) {
+  std::vector<Prediction> all;
+  const auto max = static_cast<size_t>(impl_->options.max_batch);
+  for (size_t start = 0; start < scans.size(); start += max) {
+    const size_t n = std::min(max, scans.size() - start);
+    for (size_t i = 0; i < n; ++i) prepare_input_into(scans[start + i], impl_->card.input, slot(i));
+    auto part = run(n);
+    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  return all;
+}
+
+void write_initial_weights(const ModelCard& card, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto net = make_classifier(card.architecture, static_cast<int64_t>(card.classes.size()));
+  save_weights(*net, card.weights);
+}
+
+}  // namespace cxr::models

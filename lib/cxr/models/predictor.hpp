@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#pragma once
+/// Batch inference from a model card: owns the network, its device and precision, and turns a
+/// batch of prepared inputs into per-scan results. No LibTorch types in this header, so callers
+/// (elements, tools) compile without LibTorch's headers.
+#include <opencv2/core.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cxr/models/card.hpp"
+
+namespace cxr::models {
+
+enum class Precision { FP32, FP16, BF16 };
+
+const char* to_string(Precision p);
+
+struct PredictorOptions {
+  std::string device = "auto";         ///< auto (CUDA when available, else CPU), cpu, cuda, cuda:N
+  Precision precision = Precision::FP32;  ///< FP16 / BF16 need a CUDA device
+  bool embeddings = false;             ///< also return the penultimate features
+  bool fold_batchnorm = true;          ///< fold BatchNorm into convolutions at load
+  int max_batch = 8;                   ///< slots of the input batch
+};
+
+/// What the network said about one scan.
+struct Prediction {
+  std::vector<float> logits;
+  std::vector<float> probabilities;  ///< softmax (multiclass) or sigmoid (multilabel)
+  std::vector<uint8_t> decisions;    ///< one-hot argmax (multiclass) or probability >= threshold
+  int top = -1;                      ///< index of the highest probability
+  std::vector<float> embedding;      ///< penultimate features when asked for
+};
+
+class Predictor {
+ public:
+  /// Loads the card's weights onto the device. Throws cxr::InvalidArgument (device, precision),
+  /// cxr::IoError / WeightsError (weights file) or cxr::ConfigError (card and weights disagree,
+  /// e.g. on the number of classes), always naming the card.
+  Predictor(ModelCard card, PredictorOptions options);
+  ~Predictor();
+  Predictor(const Predictor&) = delete;
+  Predictor& operator=(const Predictor&) = delete;
+
+  const ModelCard& card() const;
+  const PredictorOptions& options() const;
+  /// The device actually used ("cpu", "cuda:0").
+  std::string device() const;
+  /// Floats of one prepared input (channels * height * width).
+  size_t input_size() const;
+
+  /// Slot i (< max_batch) of the input batch, to fill with prepare_input_into(); stays valid
+  /// for the predictor's life.
+  float* slot(size_t i);
+  /// Runs the network on slots [0, n).
+  std::vector<Prediction> run(size_t n);
+
+  /// Convenience: prepares and predicts any number of scans (in chunks of max_batch).
+  std::vector<Prediction> predict(const std::vector<cv::Mat>& scans);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Writes freshly initialised weights (torchvision's initialisation, seeded) for a card's
+/// architecture and classes to card.weights: a model to train, or a stand-in for tests.
+void write_initial_weights(const ModelCard& card, uint64_t seed);
+
+}  // namespace cxr::models

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#pragma once
+/// ResNet-34 as torchvision 0.14's `resnet34` (BasicBlock [3, 4, 6, 3], zero_init_residual off).
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+
+#include "cxr/models/classifier.hpp"
+
+namespace cxr::models {
+
+/// torchvision.models.resnet.BasicBlock: conv1, bn1, relu, conv2, bn2, downsample ("0" conv 1x1,
+/// "1" BatchNorm) when the shape changes.
+class BasicBlockImpl : public torch::nn::Module, public Foldable {
+ public:
+  BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride);
+  torch::Tensor forward(torch::Tensor x);
+  void fold() override;
+
+ private:
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  ConvNormAct downsample{nullptr};
+  bool folded_ = false;
+};
+TORCH_MODULE(BasicBlock);
+
+/// conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc. features() = layer4's output;
+/// embed() = global average pool (512); head() = fc.
+class ResNet34Impl : public ClassifierImpl, public Foldable {
+ public:
+  explicit ResNet34Impl(int64_t num_classes = 1000);
+
+  torch::Tensor features(torch::Tensor x) override;
+  torch::Tensor embed(torch::Tensor features) override;
+  torch::Tensor head(torch::Tensor embedding) override;
+  std::string architecture() const override { return "resnet34"; }
+  std::string head_prefix() const override { return "fc"; }
+  std::string features_layer() const override { return "layer4"; }
+  int64_t num_classes() const override { return fc->options.out_features(); }
+  int64_t embedding_size() const override { return 512; }
+  void replace_head(int64_t num_classes) override;
+  void fold() override;
+
+ private:
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
+  torch::nn::Linear fc{nullptr};
+  bool stem_folded_ = false;
+};
+TORCH_MODULE(ResNet34);
+
+}  // namespace cxr::models
