@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#pragma once
+// Helpers of the preprocessing element tests: cv::Mat <-> buffers, caps, harness output.
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+
+#include <opencv2/core.hpp>
+#include <string>
+
+#include "gst/gstcxrbridge.hpp"
+#include "gst/gstcxrmeta.h"
+
+namespace cxrtest {
+
+inline cv::Mat random_mat(cv::Size size, int type, uint64_t seed) {
+  cv::Mat m(size, type);
+  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
+  return m;
+}
+
+inline std::string caps_for(cv::Size size, int type) {
+  return std::string("video/x-raw,format=") + (type == CV_8U ? "GRAY8" : "GRAY16_LE") +
+         ",width=" + std::to_string(size.width) + ",height=" + std::to_string(size.height) + ",framerate=0/1";
+}
+
+/// A buffer holding m in GStreamer's layout (rows padded to 4 bytes), optionally with a scan meta.
+inline GstBuffer* buffer_for(const cv::Mat& m, int split = -1, guint64 index = 0, guint epoch = 0) {
+  GstBuffer* buf = gst_cxr_buffer_wrap_mat(m.clone());
+  if (split >= 0) {
+    GstCxrScanMeta* meta = gst_buffer_add_cxr_scan_meta(buf);
+    meta->split = static_cast<GstCxrSplit>(split);
+    meta->index = index;
+    meta->epoch = epoch;
+    gst_cxr_meta_set_string(&meta->path, ("/scans/" + std::to_string(index) + ".png").c_str());
+  }
+  return buf;
+}
+
+/// The caps the harness's sink pad last received.
+inline cv::Size output_size(GstHarness* h) {
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  if (!caps) return {};
+  GstVideoInfo info;
+  gst_video_info_from_caps(&info, caps);
+  gst_caps_unref(caps);
+  return {GST_VIDEO_INFO_WIDTH(&info), GST_VIDEO_INFO_HEIGHT(&info)};
+}
+
+/// A copy of the pixels of buf, read with the harness sink pad's current caps (and stride).
+inline cv::Mat mat_of(GstHarness* h, GstBuffer* buf) {
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  GstVideoInfo info;
+  gst_video_info_from_caps(&info, caps);
+  gst_caps_unref(caps);
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, &info, buf, GST_MAP_READ)) return {};
+  cv::Mat m = gst_cxr_frame_to_mat(&frame).clone();
+  gst_video_frame_unmap(&frame);
+  return m;
+}
+
+/// Push m and pull the result as a Mat (empty when nothing came out).
+inline cv::Mat push_pull(GstHarness* h, GstBuffer* buf, GstFlowReturn* flow = nullptr) {
+  const GstFlowReturn r = gst_harness_push(h, buf);
+  if (flow) *flow = r;
+  GstBuffer* out = gst_harness_try_pull(h);
+  if (!out) return {};
+  cv::Mat m = mat_of(h, out);
+  gst_buffer_unref(out);
+  return m;
+}
+
+inline bool same(const cv::Mat& a, const cv::Mat& b) {
+  return !a.empty() && a.size() == b.size() && a.type() == b.type() && cv::norm(a, b, cv::NORM_INF) == 0;
+}
+
+}  // namespace cxrtest
