@@ -211,6 +211,25 @@ void for_each_distance_row(const Matrix& x, WorkPool& pool, F&& fn) {
 
 // --- input affinities ---------------------------------------------------------------------------
 
+/// The k smallest (dist[j], j) over j != self, ascending: a bounded max-heap, so most candidates
+/// cost one comparison. Pairs order ties by index, so the set is unique.
+void k_nearest(const double* dist, int n, int self, int k, std::vector<std::pair<double, int>>& heap) {
+  heap.clear();
+  for (int j = 0; j < n; ++j) {
+    if (j == self) continue;
+    const std::pair<double, int> c(dist[j], j);
+    if (static_cast<int>(heap.size()) < k) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end());
+    } else if (c < heap.front()) {
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = c;
+      std::push_heap(heap.begin(), heap.end());
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end());
+}
+
 /// Sparse symmetric P in CSR form (Barnes-Hut) over the k nearest neighbours.
 struct SparseP {
   std::vector<int> start;  // n + 1
@@ -258,11 +277,7 @@ SparseP sparse_affinities(const Matrix& x, double perplexity, WorkPool& pool) {
   for_each_distance_row(x, pool, [&](int i, const double* dist) {
     thread_local std::vector<std::pair<double, int>> cand;
     thread_local std::vector<double> d2;
-    cand.clear();
-    for (int j = 0; j < n; ++j)
-      if (j != i) cand.emplace_back(dist[j], j);
-    std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
-    std::sort(cand.begin(), cand.begin() + k);
+    k_nearest(dist, n, i, k, cand);
     d2.resize(static_cast<size_t>(k));
     for (int m = 0; m < k; ++m) {
       d2[static_cast<size_t>(m)] = cand[static_cast<size_t>(m)].first;
@@ -446,31 +461,57 @@ class Objective {
 class ExactObjective : public Objective {
  public:
   ExactObjective(std::vector<double> p, int n, WorkPool& pool) : p_(std::move(p)), n_(n), pool_(pool),
-      z_(static_cast<size_t>(n)), rep_(static_cast<size_t>(n) * 2), kl_(static_cast<size_t>(n)) {}
+      z_(static_cast<size_t>(n)), rep_(static_cast<size_t>(n) * 2), kl_(static_cast<size_t>(n)),
+      y0_(static_cast<size_t>(n)), y1_(static_cast<size_t>(n)) {}
 
   double gradient(const std::vector<double>& y, double ex, bool want_kl, std::vector<double>& grad) override {
     const int n = n_;
-    // One pass per row: attraction, repulsion numerator and this row's share of Z.
+    // Coordinates as two arrays so the pair loop reads contiguous memory.
+    for (int j = 0; j < n; ++j) {
+      y0_[static_cast<size_t>(j)] = y[static_cast<size_t>(j) * 2];
+      y1_[static_cast<size_t>(j)] = y[static_cast<size_t>(j) * 2 + 1];
+    }
+    // One pass per row: attraction, repulsion numerator and this row's share of Z, over the
+    // points before and after the row's own. Sums run in kLanes interleaved partial sums (fixed
+    // order, so still deterministic) which the compiler keeps in vector registers.
     parallel_rows(pool_, n, [&](int i) {
-      const double yi0 = y[static_cast<size_t>(i) * 2], yi1 = y[static_cast<size_t>(i) * 2 + 1];
+      constexpr int kLanes = 4;
+      const double yi0 = y0_[static_cast<size_t>(i)], yi1 = y1_[static_cast<size_t>(i)];
       const double* prow = p_.data() + static_cast<size_t>(i) * n;
-      double a0 = 0, a1 = 0, r0 = 0, r1 = 0, z = 0;
-      for (int j = 0; j < n; ++j) {
-        if (j == i) continue;
-        const double d0 = yi0 - y[static_cast<size_t>(j) * 2], d1 = yi1 - y[static_cast<size_t>(j) * 2 + 1];
-        const double q = 1.0 / (1.0 + d0 * d0 + d1 * d1);
-        const double pq = ex * prow[j] * q, qq = q * q;
-        a0 += pq * d0;
-        a1 += pq * d1;
-        r0 += qq * d0;
-        r1 += qq * d1;
-        z += q;
-      }
-      grad[static_cast<size_t>(i) * 2] = a0;
-      grad[static_cast<size_t>(i) * 2 + 1] = a1;
-      rep_[static_cast<size_t>(i) * 2] = r0;
-      rep_[static_cast<size_t>(i) * 2 + 1] = r1;
-      z_[static_cast<size_t>(i)] = z;
+      const double* c0 = y0_.data();
+      const double* c1 = y1_.data();
+      double a0[kLanes] = {}, a1[kLanes] = {}, r0[kLanes] = {}, r1[kLanes] = {}, zz[kLanes] = {};
+      auto span = [&](int j, int end) {
+        for (; j + kLanes <= end; j += kLanes)
+          for (int l = 0; l < kLanes; ++l) {
+            const double d0 = yi0 - c0[j + l], d1 = yi1 - c1[j + l];
+            const double q = 1.0 / (1.0 + d0 * d0 + d1 * d1);
+            const double pq = prow[j + l] * q, qq = q * q;
+            a0[l] += pq * d0;
+            a1[l] += pq * d1;
+            r0[l] += qq * d0;
+            r1[l] += qq * d1;
+            zz[l] += q;
+          }
+        for (; j < end; ++j) {
+          const double d0 = yi0 - c0[j], d1 = yi1 - c1[j];
+          const double q = 1.0 / (1.0 + d0 * d0 + d1 * d1);
+          const double pq = prow[j] * q, qq = q * q;
+          a0[0] += pq * d0;
+          a1[0] += pq * d1;
+          r0[0] += qq * d0;
+          r1[0] += qq * d1;
+          zz[0] += q;
+        }
+      };
+      span(0, i);
+      span(i + 1, n);
+      auto total = [](const double* v) { return (v[0] + v[1]) + (v[2] + v[3]); };
+      grad[static_cast<size_t>(i) * 2] = ex * total(a0);
+      grad[static_cast<size_t>(i) * 2 + 1] = ex * total(a1);
+      rep_[static_cast<size_t>(i) * 2] = total(r0);
+      rep_[static_cast<size_t>(i) * 2 + 1] = total(r1);
+      z_[static_cast<size_t>(i)] = total(zz);
     });
     double z = 0.0;
     for (double v : z_) z += v;
@@ -498,20 +539,21 @@ class ExactObjective : public Objective {
   std::vector<double> p_;
   int n_;
   WorkPool& pool_;
-  std::vector<double> z_, rep_, kl_;
+  std::vector<double> z_, rep_, kl_, y0_, y1_;
 };
 
 /// Region quadtree over the embedding, rebuilt every iteration. Leaves hold one point, or
 /// several when they coincide (or the depth limit is reached); each node keeps its centre of
-/// mass and point count for the Barnes-Hut summary.
+/// mass and point count for the Barnes-Hut summary. Points are kept in tree order with their
+/// coordinates beside them, so leaf scans and queries in that order touch contiguous memory.
 class QuadTree {
  public:
   struct Node {
-    double cx, cy, half;  // cell centre and half side
-    double mx, my;        // centre of mass
+    double mx, my;  // centre of mass
+    double side2;   // squared side of the cell
     int count;
-    int child;            // first of 4 consecutive children, -1 for a leaf
-    int begin, end;       // points order_[begin, end) inside the cell
+    int child;      // first of 4 consecutive children, -1 for a leaf
+    int begin, end; // points [begin, end) of the tree order inside the cell
   };
 
   void build(const std::vector<double>& y) {
@@ -528,16 +570,24 @@ class QuadTree {
       hi1 = std::max(hi1, y[static_cast<size_t>(i) * 2 + 1]);
     }
     const double half = 0.5 * std::max(hi0 - lo0, hi1 - lo1) * (1.0 + 1e-9) + 1e-300;
-    nodes_.push_back({0.5 * (lo0 + hi0), 0.5 * (lo1 + hi1), half, 0, 0, n, -1, 0, n});
-    split(y, 0, 0);
+    nodes_.push_back({0, 0, 4 * half * half, n, -1, 0, n});
+    split(y, 0, 0.5 * (lo0 + hi0), 0.5 * (lo1 + hi1), half, 0);
+    px_.resize(static_cast<size_t>(n));
+    py_.resize(static_cast<size_t>(n));
+    for (int k = 0; k < n; ++k) {
+      px_[static_cast<size_t>(k)] = y[static_cast<size_t>(order_[static_cast<size_t>(k)]) * 2];
+      py_[static_cast<size_t>(k)] = y[static_cast<size_t>(order_[static_cast<size_t>(k)]) * 2 + 1];
+    }
   }
 
   const std::vector<Node>& nodes() const { return nodes_; }
   const std::vector<int>& order() const { return order_; }
+  const std::vector<double>& px() const { return px_; }
+  const std::vector<double>& py() const { return py_; }
 
  private:
-  void split(const std::vector<double>& y, int id, int depth) {
-    Node nd = nodes_[static_cast<size_t>(id)];
+  void split(const std::vector<double>& y, int id, double cx, double cy, double half, int depth) {
+    const Node nd = nodes_[static_cast<size_t>(id)];
     double sx = 0, sy = 0;
     bool same = true;
     const double fx = y[static_cast<size_t>(order_[static_cast<size_t>(nd.begin)]) * 2];
@@ -554,7 +604,7 @@ class QuadTree {
     // Stable counting sort of the cell's points into quadrants (x >= cx) + 2 (y >= cy).
     int cnt[4] = {0, 0, 0, 0};
     auto quadrant = [&](int i) {
-      return (y[static_cast<size_t>(i) * 2] >= nd.cx ? 1 : 0) + (y[static_cast<size_t>(i) * 2 + 1] >= nd.cy ? 2 : 0);
+      return (y[static_cast<size_t>(i) * 2] >= cx ? 1 : 0) + (y[static_cast<size_t>(i) * 2 + 1] >= cy ? 2 : 0);
     };
     for (int k = nd.begin; k < nd.end; ++k) ++cnt[quadrant(order_[static_cast<size_t>(k)])];
     int pos[4] = {nd.begin, nd.begin + cnt[0], nd.begin + cnt[0] + cnt[1], nd.begin + cnt[0] + cnt[1] + cnt[2]};
@@ -566,16 +616,15 @@ class QuadTree {
     std::copy(tmp_.begin() + nd.begin, tmp_.begin() + nd.end, order_.begin() + nd.begin);
     const int child = static_cast<int>(nodes_.size());
     nodes_[static_cast<size_t>(id)].child = child;
-    const double h = 0.5 * nd.half;
+    const double h = 0.5 * half;
+    for (int q = 0; q < 4; ++q) nodes_.push_back({0, 0, 4 * h * h, cnt[q], -1, first[q], first[q] + cnt[q]});
     for (int q = 0; q < 4; ++q)
-      nodes_.push_back({nd.cx + ((q & 1) ? h : -h), nd.cy + ((q & 2) ? h : -h), h, 0, 0, cnt[q], -1, first[q],
-                        first[q] + cnt[q]});
-    for (int q = 0; q < 4; ++q)
-      if (cnt[q] > 0) split(y, child + q, depth + 1);
+      if (cnt[q] > 0) split(y, child + q, cx + ((q & 1) ? h : -h), cy + ((q & 2) ? h : -h), h, depth + 1);
   }
 
   std::vector<Node> nodes_;
   std::vector<int> order_, tmp_;
+  std::vector<double> px_, py_;
 };
 
 class BarnesHutObjective : public Objective {
@@ -586,8 +635,11 @@ class BarnesHutObjective : public Objective {
   double gradient(const std::vector<double>& y, double ex, bool want_kl, std::vector<double>& grad) override {
     const int n = n_;
     tree_.build(y);
-    // One parallel pass: attraction over the sparse P into grad, repulsion (far cells
-    // summarised) and this point's share of Z beside it; they meet once Z is known.
+    // Repulsion (far cells summarised) and each point's share of Z, visiting points in tree
+    // order: consecutive queries walk nearly the same cells. Each result lands in the point's
+    // own slot, so the visiting order does not change any value.
+    parallel_rows(pool_, n, [&](int k) { repulsion(k); });
+    // Attraction over the sparse P; the parts meet once Z is known.
     parallel_rows(pool_, n, [&](int i) {
       const double yi0 = y[static_cast<size_t>(i) * 2], yi1 = y[static_cast<size_t>(i) * 2 + 1];
       double a0 = 0, a1 = 0;
@@ -600,7 +652,6 @@ class BarnesHutObjective : public Objective {
       }
       grad[static_cast<size_t>(i) * 2] = ex * a0;
       grad[static_cast<size_t>(i) * 2 + 1] = ex * a1;
-      repulsion(y, i);
     });
     double z = 0.0;
     for (double v : z_) z += v;
@@ -624,22 +675,22 @@ class BarnesHutObjective : public Objective {
   }
 
  private:
-  void repulsion(const std::vector<double>& y, int i) {
+  /// Repulsion on the point at position k of the tree order.
+  void repulsion(int k) {
     const auto& nodes = tree_.nodes();
-    const auto& order = tree_.order();
-    const double yi0 = y[static_cast<size_t>(i) * 2], yi1 = y[static_cast<size_t>(i) * 2 + 1];
+    const double* px = tree_.px().data();
+    const double* py = tree_.py().data();
+    const double yi0 = px[k], yi1 = py[k];
     double r0 = 0, r1 = 0, z = 0;
     int stack[4 * kMaxTreeDepth + 8];
     int top = 0;
     stack[top++] = 0;
     while (top > 0) {
       const auto& nd = nodes[static_cast<size_t>(stack[--top])];
-      if (nd.count == 0) continue;
       if (nd.child < 0) {
-        for (int k = nd.begin; k < nd.end; ++k) {
-          const int j = order[static_cast<size_t>(k)];
-          if (j == i) continue;
-          const double d0 = yi0 - y[static_cast<size_t>(j) * 2], d1 = yi1 - y[static_cast<size_t>(j) * 2 + 1];
+        for (int m = nd.begin; m < nd.end; ++m) {
+          if (m == k) continue;
+          const double d0 = yi0 - px[m], d1 = yi1 - py[m];
           const double q = 1.0 / (1.0 + d0 * d0 + d1 * d1);
           z += q;
           r0 += q * q * d0;
@@ -649,20 +700,21 @@ class BarnesHutObjective : public Objective {
       }
       const double d0 = yi0 - nd.mx, d1 = yi1 - nd.my;
       const double dist2 = d0 * d0 + d1 * d1;
-      const double side = 2.0 * nd.half;
-      if (side * side < theta2_ * dist2) {
+      if (nd.side2 < theta2_ * dist2) {
         const double q = 1.0 / (1.0 + dist2);
         const double cq = nd.count * q;
         z += cq;
         r0 += cq * q * d0;
         r1 += cq * q * d1;
       } else {
-        for (int c = 3; c >= 0; --c) stack[top++] = nd.child + c;
+        for (int c = 3; c >= 0; --c)
+          if (nodes[static_cast<size_t>(nd.child + c)].count > 0) stack[top++] = nd.child + c;
       }
     }
-    rep_[static_cast<size_t>(i) * 2] = r0;
-    rep_[static_cast<size_t>(i) * 2 + 1] = r1;
-    z_[static_cast<size_t>(i)] = z;
+    const size_t i = static_cast<size_t>(tree_.order()[static_cast<size_t>(k)]);
+    rep_[i * 2] = r0;
+    rep_[i * 2 + 1] = r1;
+    z_[i] = z;
   }
 
   SparseP p_;
@@ -822,10 +874,7 @@ double trustworthiness(const cv::Mat& data, const cv::Mat& embedding, int k, int
   std::vector<int> nbr(static_cast<size_t>(n) * k);
   for_each_distance_row(e, pool, [&](int i, const double* dist) {
     thread_local std::vector<std::pair<double, int>> cand;
-    cand.clear();
-    for (int j = 0; j < n; ++j)
-      if (j != i) cand.emplace_back(dist[j], j);
-    std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
+    k_nearest(dist, n, i, k, cand);
     for (int m = 0; m < k; ++m) nbr[static_cast<size_t>(i) * k + m] = cand[static_cast<size_t>(m)].second;
   });
   // Rank in the data of each embedding neighbour: 1 + the number of points closer to i.
