@@ -144,7 +144,19 @@ std::string size_str(cv::Size s) { return std::to_string(s.width) + "x" + std::t
 // Python's round() for the centre-crop offsets (half to even), as torchvision's center_crop.
 int round_half_even(double v) { return static_cast<int>(std::nearbyint(v)); }
 
-int scaled(int v, double s) { return std::max(1, static_cast<int>(std::lround(v * s))); }
+// The size of `in` scaled by one factor so that it fits inside `box` (cover = false) or covers
+// it (cover = true). The side that meets the box gets the box's length, the other
+// int(length * other / side) as torchvision's shorter-side rule, so that a square center-crop
+// equals torchvision's Resize(s) + CenterCrop(s).
+cv::Size fitted_size(cv::Size in, cv::Size box, bool cover) {
+  const bool width_limits = (double(box.width) / in.width <= double(box.height) / in.height) != cover;
+  if (width_limits) {
+    const int h = static_cast<int>(static_cast<double>(int64_t(box.width) * in.height) / in.width);
+    return {box.width, cover ? std::max(box.height, h) : std::min(box.height, std::max(1, h))};
+  }
+  const int w = static_cast<int>(static_cast<double>(int64_t(box.height) * in.width) / in.height);
+  return {cover ? std::max(box.width, w) : std::min(box.width, std::max(1, w)), box.height};
+}
 
 void resample(const cv::Mat& src, cv::Mat& dst, cv::Size out, ResizeMethod method) {
   switch (method) {
@@ -281,8 +293,7 @@ void resize(const cv::Mat& src, cv::Mat& dst, const ResizeParams& p) {
     case ResizeMode::Stretch:
     case ResizeMode::ShorterSide: resample(src, dst, out, p.method); return;
     case ResizeMode::Letterbox: {
-      const double s = std::min(double(out.width) / src.cols, double(out.height) / src.rows);
-      const cv::Size inner(std::min(out.width, scaled(src.cols, s)), std::min(out.height, scaled(src.rows, s)));
+      const cv::Size inner = fitted_size(src.size(), out, false);
       cv::Mat scaled_img;
       resample(src, scaled_img, inner, p.method);
       dst.create(out, src.type());
@@ -292,8 +303,7 @@ void resize(const cv::Mat& src, cv::Mat& dst, const ResizeParams& p) {
       return;
     }
     case ResizeMode::CenterCrop: {
-      const double s = std::max(double(out.width) / src.cols, double(out.height) / src.rows);
-      const cv::Size cover(std::max(out.width, scaled(src.cols, s)), std::max(out.height, scaled(src.rows, s)));
+      const cv::Size cover = fitted_size(src.size(), out, true);
       cv::Mat scaled_img;
       resample(src, scaled_img, cover, p.method);
       const int top = round_half_even((cover.height - out.height) / 2.0);

@@ -12,7 +12,9 @@ enum class ResizeMode {
   Stretch,      ///< exactly width x height, aspect ratio not kept
   ShorterSide,  ///< shorter side to `size`, longer side int(size * long / short) as torchvision
   Letterbox,    ///< fit inside width x height keeping the aspect ratio, centred, padded with `fill`
-  CenterCrop,   ///< cover width x height keeping the aspect ratio, then crop the centre
+  CenterCrop,   ///< cover width x height keeping the aspect ratio, then crop the centre (offsets
+                ///< round((in - out) / 2) as torchvision's center_crop); a square box equals
+                ///< torchvision's Resize(s) + CenterCrop(s)
 };
 
 enum class ResizeMethod {
