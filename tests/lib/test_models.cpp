@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The three architectures: shapes, torchvision's state_dict names/shapes/BatchNorm settings (from
+// the parity interpreter at test time), the features/classify split, BatchNorm folding.
+#include <torch/torch.h>
+
+#include <catch.hpp>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cxr/error.hpp"
+#include "cxr/models/classifier.hpp"
+#include "cxr/models/weights.hpp"
+#include "testutil.hpp"
+
+using namespace cxr::models;
+
+namespace {
+
+std::string run_python(const std::string& code) {
+  const std::string python = cxrtest::env_or("CXR_PYTHON", "/usr/bin/python3");
+  const std::string cmd = python + " -c '" + code + "' 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  REQUIRE(pipe);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0) out.append(buf, n);
+  const int rc = pclose(pipe.release());
+  INFO(out);
+  REQUIRE(rc == 0);
+  return out;
+}
+
+/// "name shape" per state_dict entry, then "bn name eps momentum" per BatchNorm and
+/// "dropout name p" per Dropout, as torchvision builds the model.
+std::vector<std::string> torchvision_layout(const std::string& arch, int classes) {
+  const std::string code =
+      "import torch, torchvision\n"
+      "m = getattr(torchvision.models, \"" + arch + "\")(num_classes=" + std::to_string(classes) + ")\n"
+      "for k, v in m.state_dict().items(): print(k, list(v.shape))\n"
+      "for k, v in m.named_modules():\n"
+      "  if isinstance(v, torch.nn.BatchNorm2d): print(\"bn\", k, v.eps, v.momentum)\n"
+      "  if isinstance(v, torch.nn.Dropout): print(\"dropout\", k, v.p)\n";
+  std::istringstream in(run_python(code));
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+std::string shape(const torch::Tensor& t) {
+  std::ostringstream os;
+  os << "[";
+  for (int64_t d = 0; d < t.dim(); ++d) os << (d ? ", " : "") << t.size(d);
+  os << "]";
+  return os.str();
+}
+
+std::string pyfloat(double v) {
+  // Python's repr of the few values involved (1e-05, 0.001, 0.1, 0.01, 0.2).
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  std::string s = buf;
+  if (s == "1e-05") return s;
+  if (s.find('.') == std::string::npos && s.find('e') == std::string::npos) s += ".0";
+  return s;
+}
+
+std::vector<std::string> our_layout(ClassifierImpl& net) {
+  std::vector<std::string> lines;
+  for (const auto& item : state_dict(net)) lines.push_back(item.key() + " " + shape(item.value()));
+  for (const auto& m : net.named_modules("", false)) {
+    if (auto* bn = m.value()->as<torch::nn::BatchNorm2dImpl>()) {
+      lines.push_back("bn " + m.key() + " " + pyfloat(bn->options.eps()) + " " +
+                      pyfloat(bn->options.momentum().value()));
+    }
+    if (auto* d = m.value()->as<torch::nn::DropoutImpl>()) lines.push_back("dropout " + m.key() + " " + pyfloat(d->options.p()));
+  }
+  return lines;
+}
+
+/// Moves BatchNorm statistics and affine parameters off their initial values.
+void randomise_bn(ClassifierImpl& net) {
+  torch::NoGradGuard no_grad;
+  for (const auto& m : net.modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      bn->running_mean.normal_(0.0, 0.1);
+      bn->running_var.uniform_(0.5, 2.0);
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.normal_(0.0, 0.1);
+    }
+  }
+}
+
+struct ArchCase {
+  const char* name;
+  int64_t feature_channels;
+  int64_t embedding;
+  const char* head;
+};
+
+const ArchCase kCases[] = {
+    {"resnet34", 512, 512, "fc"},
+    {"mobilenet_v3_large", 960, 1280, "classifier.3"},
+    {"efficientnet_b1", 1280, 1280, "classifier.1"},
+};
+
+}  // namespace
+
+TEST_CASE("models: state_dict names, shapes and BatchNorm/Dropout settings equal torchvision's", "[models]") {
+  for (const auto& c : kCases) {
+    SECTION(c.name) {
+      torch::manual_seed(1);
+      auto net = make_classifier(c.name, 5);
+      const auto expected = torchvision_layout(c.name, 5);
+      const auto ours = our_layout(*net);
+      REQUIRE(expected.size() > 100);
+      REQUIRE(ours.size() == expected.size());
+      for (size_t i = 0; i < ours.size(); ++i) {
+        INFO("entry " << i);
+        REQUIRE(ours[i] == expected[i]);
+      }
+    }
+  }
+}
+
+TEST_CASE("models: output shapes, features/classify split, embeddings", "[models]") {
+  for (const auto& c : kCases) {
+    SECTION(c.name) {
+      torch::manual_seed(2);
+      auto net = make_classifier(c.name, 3);
+      net->eval();
+      randomise_bn(*net);
+      CHECK(net->architecture() == c.name);
+      CHECK(net->head_prefix() == c.head);
+      CHECK(net->num_classes() == 3);
+      CHECK(net->embedding_size() == c.embedding);
+      torch::NoGradGuard no_grad;
+      auto x = torch::randn({2, 3, 97, 75});  // odd sizes
+      auto y = net->forward(x);
+      REQUIRE(y.sizes() == torch::IntArrayRef({2, 3}));
+      auto f = net->features(x);
+      CHECK(f.size(0) == 2);
+      CHECK(f.size(1) == c.feature_channels);
+      CHECK(f.size(2) == 4);  // stride 32: ceil(97 / 32)
+      CHECK(f.size(3) == 3);
+      auto e = net->embed(f);
+      CHECK(e.sizes() == torch::IntArrayRef({2, c.embedding}));
+      CHECK(torch::equal(net->classify(f), y));
+      CHECK(torch::equal(net->head(e), y));
+      // Samples are independent in eval mode.
+      CHECK(torch::allclose(net->forward(x.narrow(0, 1, 1)), y.narrow(0, 1, 1), 1e-5, 1e-5));
+    }
+  }
+}
+
+TEST_CASE("models: BatchNorm folding gives the unfolded eval output", "[models]") {
+  for (const auto& c : kCases) {
+    SECTION(c.name) {
+      torch::manual_seed(3);
+      auto net = make_classifier(c.name, 4);
+      randomise_bn(*net);
+      net->eval();
+      torch::NoGradGuard no_grad;
+      auto x = torch::randn({3, 3, 64, 80});
+      auto before = net->forward(x);
+      auto f_before = net->features(x);
+      REQUIRE_FALSE(net->folded());
+      net->fold_batchnorm();
+      REQUIRE(net->folded());
+      auto after = net->forward(x);
+      auto f_after = net->features(x);
+      const double scale = before.abs().max().item<double>();
+      INFO("max |diff| " << (after - before).abs().max().item<double>() << " of " << scale);
+      CHECK((after - before).abs().max().item<double>() <= 1e-4 * std::max(1.0, scale));
+      CHECK((f_after - f_before).abs().max().item<double>() <=
+            1e-4 * std::max(1.0, f_before.abs().max().item<double>()));
+      // Folding changed the computation (the BatchNorms were not identities to begin with).
+      CHECK_FALSE(torch::equal(after, before));
+      // Folding twice is harmless.
+      net->fold_batchnorm();
+      CHECK(torch::equal(net->forward(x), after));
+      CHECK_THROWS_AS(save_weights(*net, "/tmp/never-written.pth"), cxr::InvalidArgument);
+    }
+  }
+}
+
+TEST_CASE("models: replace_head keeps the backbone and changes the classes", "[models]") {
+  for (const auto& c : kCases) {
+    SECTION(c.name) {
+      auto net = make_classifier(c.name, 1000);
+      const auto before = state_dict(*net);
+      net->replace_head(6);
+      CHECK(net->num_classes() == 6);
+      const auto after = state_dict(*net);
+      REQUIRE(after.size() == before.size());
+      for (const auto& item : after) {
+        const std::string& k = item.key();
+        REQUIRE(before.contains(k));
+        if (k.rfind(c.head, 0) == 0) {
+          CHECK(item.value().size(0) == 6);
+        } else {
+          CHECK(item.value().is_same(before[k]));
+        }
+      }
+      net->eval();
+      torch::NoGradGuard no_grad;
+      CHECK(net->forward(torch::randn({1, 3, 64, 64})).size(1) == 6);
+    }
+  }
+}
+
+TEST_CASE("models: unknown architecture and class count are refused", "[models]") {
+  CHECK_THROWS_WITH(make_classifier("resnet50", 3), Catch::Contains("resnet34, mobilenet_v3_large, efficientnet_b1"));
+  CHECK_THROWS_AS(make_classifier("resnet34", 0), cxr::InvalidArgument);
+}

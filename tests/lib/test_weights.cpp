@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// State-dict files: C++ round trip, transfer learning, and clear errors for bad files.
+#include <caffe2/serialize/inline_container.h>
+#include <torch/torch.h>
+
+#include <catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "cxr/error.hpp"
+#include "cxr/models/classifier.hpp"
+#include "cxr/models/weights.hpp"
+#include "testutil.hpp"
+
+using namespace cxr::models;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/cxr-weights-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_bytes(const std::string& path) {
+  auto v = cxrtest::read_file(path);
+  return std::string(v.begin(), v.end());
+}
+
+/// An archive with the given data.pkl (and optionally one storage record).
+void write_archive(const std::string& path, const std::string& pickle, const std::string& storage = "") {
+  caffe2::serialize::PyTorchStreamWriter w(path);
+  w.writeRecord("data.pkl", pickle.data(), pickle.size());
+  if (!storage.empty()) w.writeRecord("data/0", storage.data(), storage.size());
+  w.writeEndOfFile();
+}
+
+/// Builds pickles opcode by opcode (string literals with \\x escapes would swallow hex letters).
+struct Pk {
+  std::string s;
+  Pk& op(int c) {
+    s.push_back(static_cast<char>(c));
+    return *this;
+  }
+  Pk& ops(const std::string& cs) {
+    s += cs;
+    return *this;
+  }
+  Pk& str(const std::string& v) {
+    op('X');
+    for (int k = 0; k < 4; ++k) op(static_cast<int>((v.size() >> (8 * k)) & 0xff));
+    s += v;
+    return *this;
+  }
+  Pk& global(const std::string& module, const std::string& name) {
+    s += "c" + module + "\n" + name + "\n";
+    return *this;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("weights: save and load round trip in C++", "[weights]") {
+  TempDir tmp;
+  for (const char* arch : {"resnet34", "mobilenet_v3_large", "efficientnet_b1"}) {
+    SECTION(arch) {
+      torch::manual_seed(5);
+      auto a = make_classifier(arch, 3);
+      {
+        // Train-mode steps: BatchNorm statistics and num_batches_tracked move.
+        torch::NoGradGuard no_grad;
+        a->train();
+        a->forward(torch::randn({2, 3, 64, 64}));
+        a->forward(torch::randn({2, 3, 64, 64}));
+      }
+      const std::string path = tmp.file(std::string(arch) + ".pth");
+      save_weights(*a, path);
+      REQUIRE(fs::exists(path));
+      CHECK_FALSE(fs::exists(path + ".tmp"));
+
+      const StateDict sd = read_state_dict(path);
+      const StateDict ref = state_dict(*a);
+      REQUIRE(sd.size() == ref.size());
+      for (size_t i = 0; i < sd.size(); ++i) {
+        INFO(ref[i].key());
+        REQUIRE(sd[i].key() == ref[i].key());
+        REQUIRE(sd[i].value().scalar_type() == ref[i].value().scalar_type());
+        REQUIRE(torch::equal(sd[i].value(), ref[i].value()));
+      }
+      const auto* nbt = sd.find(std::string(arch) == "resnet34" ? "bn1.num_batches_tracked"
+                                                                 : "features.0.1.num_batches_tracked");
+      REQUIRE(nbt);
+      CHECK(nbt->scalar_type() == torch::kLong);
+      CHECK(nbt->item<int64_t>() == 2);
+
+      torch::manual_seed(6);
+      auto b = make_classifier(arch, 3);
+      load_weights(*b, path);
+      a->eval();
+      b->eval();
+      torch::NoGradGuard no_grad;
+      auto x = torch::randn({2, 3, 64, 64});
+      CHECK(torch::equal(a->forward(x), b->forward(x)));
+    }
+  }
+}
+
+TEST_CASE("weights: transfer learning loads the backbone and keeps a fresh head", "[weights]") {
+  TempDir tmp;
+  torch::manual_seed(7);
+  auto imagenet = make_classifier("efficientnet_b1", 1000);
+  const std::string path = tmp.file("imagenet.pth");
+  save_weights(*imagenet, path);
+
+  auto net = make_classifier("efficientnet_b1", 3);
+  // A strict load must fail on the head, naming it and both shapes.
+  try {
+    load_weights(*net, path);
+    FAIL("strict load of a 1000-class checkpoint into a 3-class model succeeded");
+  } catch (const WeightsError& e) {
+    const std::string what = e.what();
+    CHECK_THAT(what, Catch::Contains("classifier.1.weight [1000, 1280] in the file, [3, 1280] in the model"));
+    CHECK_THAT(what, Catch::Contains(path));
+  }
+  const auto head_before = net->named_parameters()["classifier.1.weight"].clone();
+  load_backbone(*net, path);
+  const auto mine = state_dict(*net);
+  const auto theirs = state_dict(*imagenet);
+  size_t copied = 0;
+  for (const auto& item : mine) {
+    if (item.key().rfind("classifier.1.", 0) == 0) continue;
+    REQUIRE(torch::equal(item.value(), theirs[item.key()]));
+    ++copied;
+  }
+  CHECK(copied == mine.size() - 2);
+  CHECK(torch::equal(net->named_parameters()["classifier.1.weight"], head_before));
+  CHECK(net->num_classes() == 3);
+
+  // The same through replace_head(): load whole, then swap the head.
+  auto other = make_classifier("efficientnet_b1", 1000);
+  load_weights(*other, path);
+  other->replace_head(3);
+  CHECK(other->num_classes() == 3);
+}
+
+TEST_CASE("weights: missing and unexpected keys", "[weights]") {
+  TempDir tmp;
+  auto net = make_classifier("resnet34", 2);
+  StateDict sd = state_dict(*net);
+  StateDict partial;
+  for (const auto& item : sd) {
+    if (item.key() != "layer3.1.bn2.running_var") partial.insert(item.key(), item.value());
+  }
+  partial.insert("extra.weight", torch::zeros({2}));
+  const std::string path = tmp.file("partial.pth");
+  write_state_dict(partial, path);
+  CHECK_THROWS_WITH(load_weights(*net, path), Catch::Contains("missing keys: layer3.1.bn2.running_var") &&
+                                                  Catch::Contains("unexpected keys: extra.weight"));
+  // Not strict: loads what fits.
+  load_state_dict(*net, read_state_dict(path), LoadOptions{false, {}});
+}
+
+TEST_CASE("weights: corrupt, truncated and foreign files give clear errors", "[weights]") {
+  TempDir tmp;
+  auto net = make_classifier("mobilenet_v3_large", 2);
+  const std::string good = tmp.file("good.pth");
+  save_weights(*net, good);
+  const std::string bytes = read_bytes(good);
+
+  SECTION("missing file") {
+    CHECK_THROWS_AS(read_state_dict(tmp.file("nope.pth")), cxr::IoError);
+    CHECK_THROWS_WITH(read_state_dict(tmp.file("nope.pth")), Catch::Contains("nope.pth"));
+  }
+  SECTION("truncated archive") {
+    for (size_t keep : {size_t{3}, size_t{100}, bytes.size() / 2, bytes.size() - 30}) {
+      INFO("kept " << keep << " of " << bytes.size() << " bytes");
+      const std::string cut = tmp.file("cut.pth");
+      write_bytes(cut, bytes.substr(0, keep));
+      CHECK_THROWS_AS(read_state_dict(cut), WeightsError);
+    }
+  }
+  SECTION("not an archive") {
+    const std::string junk = tmp.file("junk.pth");
+    write_bytes(junk, "this is not a checkpoint at all");
+    CHECK_THROWS_WITH(read_state_dict(junk), Catch::Contains("not a PyTorch archive"));
+  }
+  SECTION("legacy format") {
+    const std::string legacy = tmp.file("legacy.pth");
+    write_bytes(legacy, std::string("\x80\x02\x8a\x0a", 4) + "legacy magic number follows");
+    CHECK_THROWS_WITH(read_state_dict(legacy), Catch::Contains("legacy"));
+  }
+  SECTION("truncated pickle inside a valid archive") {
+    Pk pk;
+    pk.op(0x80).op(2).global("collections", "OrderedDict").op(')').op('R').op('(').str("ab");
+    pk.s.resize(pk.s.size() - 1);  // cut inside the string
+    const std::string path = tmp.file("shortpickle.pth");
+    write_archive(path, pk.s);
+    CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("truncated") && Catch::Contains(path));
+  }
+  SECTION("storage record missing or too short") {
+    // {'w': tensor of 4 floats in storage '0'}
+    Pk pk;
+    pk.op(0x80).op(2).op('}').op('(').str("w").global("torch._utils", "_rebuild_tensor_v2").op('(');
+    pk.op('(').str("storage").global("torch", "FloatStorage").str("0").str("cpu").op('K').op(4).op('t').op('Q');
+    pk.op('K').op(0).op('K').op(4).op(0x85).op('K').op(1).op(0x85).op(0x89).op('}').op('t').op('R').op('u').op('.');
+    const std::string ok = tmp.file("ok.pth");
+    write_archive(ok, pk.s, std::string(16, '\0'));
+    const auto sd = read_state_dict(ok);
+    REQUIRE(sd.size() == 1);
+    CHECK(sd["w"].sizes() == torch::IntArrayRef({4}));
+    const std::string none = tmp.file("nostorage.pth");
+    write_archive(none, pk.s);
+    CHECK_THROWS_WITH(read_state_dict(none), Catch::Contains("data/0") && Catch::Contains("missing"));
+    const std::string shortst = tmp.file("shortstorage.pth");
+    write_archive(shortst, pk.s, std::string(8, '\0'));
+    CHECK_THROWS_WITH(read_state_dict(shortst), Catch::Contains("8 bytes, 16 expected"));
+  }
+  SECTION("an object that is not a state dict") {
+    Pk pk;
+    pk.op(0x80).op(2).global("os", "system").str("ls").op(0x85).op('R').op('.');
+    const std::string path = tmp.file("evil.pth");
+    write_archive(path, pk.s);
+    CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("os.system"));
+  }
+}
