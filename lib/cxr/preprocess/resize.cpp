@@ -10,6 +10,10 @@
 
 #include "cxr/error.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 // The hot loops are plain C++ that the compiler vectorizes; on x86-64 GCC also builds an AVX2
 // clone picked at load time, since the baseline (SSE2) lacks a 32-bit multiply.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -133,6 +137,61 @@ void vertical_32f(const cv::Mat& in, cv::Mat& out, const Coeffs& c, int row_offs
   }
 }
 
+// dst = src^T for 8-bit images. cv::transpose is scalar for bytes; 16x16 blocks transposed in
+// SSE2 registers (four interleave stages) make the horizontal pass's transposes cheap.
+void transpose_8u(const cv::Mat& src, cv::Mat& dst) {
+  dst.create(src.cols, src.rows, CV_8U);
+  const int rows = src.rows, cols = src.cols;
+  int y0 = 0;
+#if defined(__SSE2__)
+  for (; y0 + 16 <= rows; y0 += 16) {
+    int x0 = 0;
+    for (; x0 + 16 <= cols; x0 += 16) {
+      __m128i r[16], a[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.ptr<uint8_t>(y0 + i) + x0));
+      // Bytes of row pairs, then 16-bit pairs of row quads, 32-bit of octets, 64-bit halves.
+      for (int i = 0; i < 8; ++i) {
+        a[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+      }
+      for (int q = 0; q < 4; ++q) {
+        const int b = 4 * q;
+        r[b + 0] = _mm_unpacklo_epi16(a[b + 0], a[b + 2]);
+        r[b + 1] = _mm_unpackhi_epi16(a[b + 0], a[b + 2]);
+        r[b + 2] = _mm_unpacklo_epi16(a[b + 1], a[b + 3]);
+        r[b + 3] = _mm_unpackhi_epi16(a[b + 1], a[b + 3]);
+      }
+      for (int h = 0; h < 2; ++h) {
+        const int b = 8 * h;
+        for (int k = 0; k < 4; ++k) {
+          a[b + 2 * k] = _mm_unpacklo_epi32(r[b + k], r[b + 4 + k]);
+          a[b + 2 * k + 1] = _mm_unpackhi_epi32(r[b + k], r[b + 4 + k]);
+        }
+      }
+      for (int k = 0; k < 8; ++k) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst.ptr<uint8_t>(x0 + 2 * k) + y0),
+                         _mm_unpacklo_epi64(a[k], a[8 + k]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst.ptr<uint8_t>(x0 + 2 * k + 1) + y0),
+                         _mm_unpackhi_epi64(a[k], a[8 + k]));
+      }
+    }
+    for (; x0 < cols; ++x0)
+      for (int i = 0; i < 16; ++i) dst.ptr<uint8_t>(x0)[y0 + i] = src.ptr<uint8_t>(y0 + i)[x0];
+  }
+#endif
+  for (; y0 < rows; ++y0) {
+    const uint8_t* s = src.ptr<uint8_t>(y0);
+    for (int x = 0; x < cols; ++x) dst.ptr<uint8_t>(x)[y0] = s[x];
+  }
+}
+
+void transpose_any(const cv::Mat& src, cv::Mat& dst) {
+  if (src.depth() == CV_8U)
+    transpose_8u(src, dst);
+  else
+    cv::transpose(src, dst);
+}
+
 void check_grey(const cv::Mat& src, const char* fn) {
   if (src.empty()) throw InvalidArgument(std::string(fn) + ": empty image");
   if (src.channels() != 1 || (src.depth() != CV_8U && src.depth() != CV_16U))
@@ -250,14 +309,14 @@ void resample_antialias(const cv::Mat& src, cv::Mat& dst, cv::Size out, cv::Rect
   int row_offset = 0;
   if (need_h) {
     cv::Mat band_t, tmp_t;
-    cv::transpose(src.rowRange(ybox_first, ybox_last), band_t);
+    transpose_any(src.rowRange(ybox_first, ybox_last), band_t);
     if (eight) {
       vertical_8u(band_t, tmp_t, ch, fixed_coeffs(ch), 0);
     } else {
       band_t.convertTo(band_t, CV_32F);
       vertical_32f(band_t, tmp_t, ch, 0);
     }
-    cv::transpose(tmp_t, tmp);
+    transpose_any(tmp_t, tmp);
     row_offset = ybox_first;
   } else {
     tmp = src;
