@@ -2,11 +2,14 @@
 // Per-operation timings of the preprocessing chain on one core: equalize, blur, resize to 255
 // on the shorter side, augment (every operation drawn). Prints the median of N runs in ms.
 // Usage: bench-preprocess [scan.png] [iterations]; without a scan, a 1024x1024 8-bit sample.
+// The times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that a busy machine
+// descheduling the benchmark does not count; wall time beside it.
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -20,17 +23,32 @@
 
 namespace {
 
+double thread_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+double median(std::vector<double> t) {
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+double wall_median = 0;  // of the last median_ms() call
+
+// Median CPU time of fn in ms (and its median wall time in wall_median).
 double median_ms(int iterations, const std::function<void()>& fn) {
-  std::vector<double> t;
+  std::vector<double> cpu, wall;
   fn();  // warm-up: allocations, page faults, ifunc resolution
   for (int i = 0; i < iterations; ++i) {
     const auto a = std::chrono::steady_clock::now();
+    const double c = thread_ms();
     fn();
-    const auto b = std::chrono::steady_clock::now();
-    t.push_back(std::chrono::duration<double, std::milli>(b - a).count());
+    cpu.push_back(thread_ms() - c);
+    wall.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  wall_median = median(wall);
+  return median(cpu);
 }
 
 }  // namespace
@@ -61,7 +79,7 @@ int main(int argc, char** argv) {
   double total = 0;
   auto row = [&](const char* name, double ms, bool chain) {
     if (chain) total += ms;
-    std::printf("%-40s %8.3f ms%s\n", name, ms, chain ? "" : "  (not in the chain)");
+    std::printf("%-40s %8.3f ms cpu %8.3f ms wall%s\n", name, ms, wall_median, chain ? "" : "  (not in the chain)");
   };
   row("equalize mode=torchvision", median_ms(iterations, [&] { preprocess::equalize(scan, eq, {}); }), true);
   row("equalize mode=opencv", median_ms(iterations, [&] {

@@ -9,6 +9,11 @@
 
 #include "cxr/error.hpp"
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#define CXR_HAVE_VBMI_LUT 1
+#endif
+
 namespace cxr::preprocess {
 
 namespace {
@@ -40,9 +45,39 @@ std::vector<int64_t> histogram(const cv::Mat& src) {
   return out;
 }
 
+#if CXR_HAVE_VBMI_LUT
+// A 256-entry byte table lookup, 64 pixels per step: two 128-byte vpermi2b lookups picked by
+// the index's top bit (scalar byte lookups cost about 0.3 ns a pixel).
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) void lut_row_vbmi(const uint8_t* s, uint8_t* d, int n,
+                                                                            const uint8_t* table) {
+  const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+  const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+  int x = 0;
+  for (; x + 64 <= n; x += 64) {
+    const __m512i idx = _mm512_loadu_si512(s + x);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1);
+    const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);
+    _mm512_storeu_si512(d + x, _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+  }
+  for (; x < n; ++x) d[x] = table[s[x]];
+}
+
+bool have_vbmi() {
+  static const bool yes = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
+  return yes;
+}
+#endif
+
 template <typename T>
 void apply_lut(const cv::Mat& src, cv::Mat& dst, const std::vector<T>& lut) {
   if constexpr (sizeof(T) == 1) {
+#if CXR_HAVE_VBMI_LUT
+    if (have_vbmi()) {
+      dst.create(src.size(), src.type());
+      for (int y = 0; y < src.rows; ++y) lut_row_vbmi(src.ptr<uint8_t>(y), dst.ptr<uint8_t>(y), src.cols, lut.data());
+      return;
+    }
+#endif
     cv::LUT(src, cv::Mat(1, 256, CV_8U, const_cast<T*>(lut.data())), dst);
   } else {
     dst.create(src.size(), src.type());
