@@ -11,7 +11,8 @@ GType gst_cxr_on_error_get_type(void) {
       {0, nullptr, nullptr},
   };
   if (g_once_init_enter(&type)) {
-    GType t = g_enum_register_static("GstCxrOnError", values);
+    GType t = g_type_from_name("GstCxrOnError");
+    if (!t) t = g_enum_register_static("GstCxrOnError", values);
     g_once_init_leave(&type, t);
   }
   return type;

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include <catch.hpp>
+#include <gst/check/gstharness.h>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "gst/gstcxrevents.h"
+#include "gst/gstcxrmeta.h"
+#include "testutil.hpp"
+
+namespace {
+
+GstHarness* scansrc(const std::string& props) {
+  GstHarness* h = gst_harness_new_parse(("cxrscansrc " + props).c_str());
+  gst_harness_play(h);
+  return h;
+}
+
+// Pulls events until one named name arrives (or the queue is empty).
+const GstStructure* find_event(GstHarness* h, const char* name, GstEvent** keep) {
+  while (GstEvent* ev = gst_harness_try_pull_event(h)) {
+    if (const GstStructure* s = gst_cxr_event_get(ev, name)) {
+      *keep = ev;
+      return s;
+    }
+    gst_event_unref(ev);
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("cxrscansrc emits every file of a class folder with its meta", "[scansrc]") {
+  const std::string root = cxrtest::samples("pneumonia");
+  GstHarness* h = scansrc("location=" + root);
+  const char* classes[] = {"bacterial", "normal", "viral"};
+  for (guint64 i = 0; i < 60; ++i) {
+    GstBuffer* buf = gst_harness_pull(h);
+    REQUIRE(buf);
+    const GstCxrScanMeta* m = gst_buffer_get_cxr_scan_meta(buf);
+    REQUIRE(m);
+    CHECK(m->index == i);
+    REQUIRE(m->label >= 0);
+    REQUIRE(m->label < 3);
+    const std::string path(m->path);
+    CHECK(path.find(std::string("/") + classes[m->label] + "/") != std::string::npos);
+    // The buffer holds the whole file.
+    struct stat st;
+    REQUIRE(stat(m->path, &st) == 0);
+    CHECK(gst_buffer_get_size(buf) == static_cast<gsize>(st.st_size));
+    CHECK(m->split == GST_CXR_SPLIT_NONE);
+    gst_buffer_unref(buf);
+  }
+  // The sticky dataset event came before the data and names the classes.
+  GstEvent* ev = nullptr;
+  const GstStructure* s = find_event(h, GST_CXR_EVENT_DATASET, &ev);
+  REQUIRE(s);
+  CHECK(std::string(gst_structure_get_string(s, "task")) == "multiclass");
+  const GValue* names = gst_structure_get_value(s, "classes");
+  REQUIRE(gst_value_array_get_size(names) == 3);
+  CHECK(std::string(g_value_get_string(gst_value_array_get_value(names, 2))) == "viral");
+  guint64 total = 0;
+  CHECK(gst_structure_get_uint64(s, "total", &total));
+  CHECK(total == 60);
+  gst_event_unref(ev);
+  // Then EOS.
+  bool eos = false;
+  while (GstEvent* e = gst_harness_try_pull_event(h)) {
+    eos = eos || GST_EVENT_TYPE(e) == GST_EVENT_EOS;
+    gst_event_unref(e);
+  }
+  if (!eos) {
+    GstEvent* e = gst_harness_pull_event(h);
+    eos = GST_EVENT_TYPE(e) == GST_EVENT_EOS;
+    gst_event_unref(e);
+  }
+  CHECK(eos);
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrscansrc turns unreadable files into error events and goes on", "[scansrc]") {
+  cxrtest::TempDir t;
+  t.touch("a.png", "1234");
+  t.touch("big.png", std::string(100, 'x'));
+  t.touch("list.txt", "a.png\nmissing.png\nbig.png\na.png\n");
+  GstHarness* h = scansrc("location=" + (t / "list.txt") + " max-file-size=50");
+  GstBuffer* b1 = gst_harness_pull(h);
+  GstBuffer* b2 = gst_harness_pull(h);
+  REQUIRE(b1);
+  REQUIRE(b2);
+  CHECK(gst_buffer_get_cxr_scan_meta(b1)->index == 0);
+  CHECK(gst_buffer_get_cxr_scan_meta(b2)->index == 3);
+  gst_buffer_unref(b1);
+  gst_buffer_unref(b2);
+  int errors = 0;
+  while (GstEvent* ev = gst_harness_try_pull_event(h)) {
+    if (const GstStructure* s = gst_cxr_event_get(ev, GST_CXR_EVENT_SCAN_ERROR)) {
+      const std::string path = gst_structure_get_string(s, "path");
+      const std::string reason = gst_structure_get_string(s, "reason");
+      if (errors == 0) {
+        CHECK(path.find("missing.png") != std::string::npos);
+        CHECK(reason.find("cannot open") != std::string::npos);
+      } else {
+        CHECK(path.find("big.png") != std::string::npos);
+        CHECK(reason.find("max-file-size=50") != std::string::npos);
+      }
+      ++errors;
+    }
+    gst_event_unref(ev);
+  }
+  CHECK(errors == 2);
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrscansrc with on-error=stop ends the stream with an error", "[scansrc]") {
+  cxrtest::TempDir t;
+  t.touch("list.txt", "missing.png\n");
+  GstElement* pipe = gst_parse_launch(("cxrscansrc on-error=stop location=" + (t / "list.txt") + " ! fakesink").c_str(),
+                                      nullptr);
+  REQUIRE(pipe);
+  gst_element_set_state(pipe, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(pipe);
+  GstMessage* msg = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND,
+                                               static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+  REQUIRE(msg);
+  CHECK(GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR);
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  CHECK(std::string(err->message).find("missing.png") != std::string::npos);
+  g_error_free(err);
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(pipe);
+}
+
+TEST_CASE("cxrscansrc without a location fails to start with a reason", "[scansrc]") {
+  GstElement* src = gst_element_factory_make("cxrscansrc", nullptr);
+  REQUIRE(src);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(src, bus);
+  CHECK(gst_element_set_state(src, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  REQUIRE(msg);
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  CHECK(std::string(err->message).find("no location") != std::string::npos);
+  g_error_free(err);
+  gst_message_unref(msg);
+  gst_element_set_state(src, GST_STATE_NULL);
+  gst_element_set_bus(src, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(src);
+}
+
+TEST_CASE("cxrscansrc reads a ChestX-ray8 style CSV index", "[scansrc]") {
+  GstHarness* h = scansrc("labels=" + cxrtest::samples("nih/labels.csv") +
+                          " label-columns=Atelectasis,Pneumonia");
+  int n = 0;
+  for (; n < 3; ++n) {
+    GstBuffer* b = gst_harness_pull(h);
+    REQUIRE(b);
+    const GstCxrScanMeta* m = gst_buffer_get_cxr_scan_meta(b);
+    REQUIRE(m->n_labels == 2);
+    CHECK(m->label == -1);
+    if (n == 2) CHECK((m->labels[0] == 1 && m->labels[1] == 1));
+    gst_buffer_unref(b);
+  }
+  CHECK(n == 3);
+  gst_harness_teardown(h);
+}

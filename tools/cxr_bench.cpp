@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// cxr bench: times a pipeline (from start to EOS) over several runs.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cxr_common.hpp"
+
+const char* cxr_help_bench =
+    "time a gst-launch pipeline from start to EOS\n"
+    "usage: cxr bench [--repeat N] [--warmup N] \"<pipeline description>\"\n"
+    "Prints one JSON line: runs, buffers (reaching sinks per run), best/median seconds and\n"
+    "buffers per second of the best run. Pin it with taskset for single-core figures.";
+
+int cxr_cmd_bench(int argc, char** argv) {
+  int repeat = 3, warmup = 1;
+  std::string desc;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = std::max(0, std::atoi(argv[++i]));
+    else desc += (desc.empty() ? "" : " ") + std::string(argv[i]);
+  }
+  if (desc.empty()) {
+    std::fprintf(stderr, "cxr bench: no pipeline given\n%s\n", cxr_help_bench);
+    return 2;
+  }
+  cxrtool::init_gstreamer(nullptr, nullptr);
+  std::vector<double> secs;
+  uint64_t buffers = 0;
+  for (int r = 0; r < warmup + repeat; ++r) {
+    GError* err = nullptr;
+    GstElement* p = gst_parse_launch(desc.c_str(), &err);
+    if (!p || err) {
+      std::fprintf(stderr, "cxr bench: %s\n", err ? err->message : "cannot build the pipeline");
+      if (err) g_error_free(err);
+      if (p) gst_object_unref(p);
+      return 1;
+    }
+    const cxrtool::RunStats st = cxrtool::run_pipeline(p, false);
+    gst_object_unref(p);
+    if (!st.ok) {
+      std::fprintf(stderr, "cxr bench: %s\n", st.error.c_str());
+      return 1;
+    }
+    if (r >= warmup) {
+      secs.push_back(st.seconds);
+      buffers = st.buffers;
+    }
+  }
+  std::sort(secs.begin(), secs.end());
+  const double best = secs.front(), median = secs[secs.size() / 2];
+  std::printf("{\"runs\":%zu,\"buffers\":%llu,\"best_s\":%.4f,\"median_s\":%.4f,\"per_s\":%.2f}\n", secs.size(),
+              static_cast<unsigned long long>(buffers), best, median, best > 0 ? buffers / best : 0.0);
+  return 0;
+}
