@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/**
+ * SECTION:element-cxrinfer
+ *
+ * Classifies grey scans with a model card (architecture, classes, input size, normalisation,
+ * weights; see docs/model-card.md). Each frame passes through unchanged, carrying a
+ * GstCxrResultMeta (logits, probabilities, decisions, optionally the penultimate embedding); a
+ * `cxr-result` element message (timestamp, running-time, stream-time, path, model, classes,
+ * logits, probabilities, predicted, top-class) is posted for each scan. The network sees a
+ * copy scaled to the card's input size.
+ *
+ * Frames are batched: `batch-size` scans go through the network together; a partial batch
+ * runs when `batch-timeout` expires, on EOS and before a drain. Serialized events keep their
+ * place between the frames. The model loads when the element starts (READY -> PAUSED); a
+ * missing or inconsistent model is an element error then.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 -m multifilesrc location=scan%03d.png caps=image/png ! pngdec ! videoconvert ! video/x-raw,format=GRAY8 ! cxrinfer model=covid.toml batch-size=8 batch-timeout=100000000 ! fakesink
+ * ]|
+ */
+#include "gstcxrinfer.h"
+
+#include <gst/video/video.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cxr/error.hpp"
+#include "cxr/models/card.hpp"
+#include "cxr/models/input.hpp"
+#include "cxr/models/predictor.hpp"
+#include "gst/gstcxrbridge.hpp"
+#include "gst/gstcxrguard.hpp"
+#include "gst/gstcxrmeta.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_cxr_infer_debug);
+#define GST_CAT_DEFAULT gst_cxr_infer_debug
+
+typedef enum {
+  GST_CXR_PRECISION_FP32 = 0,
+  GST_CXR_PRECISION_FP16 = 1,
+  GST_CXR_PRECISION_BF16 = 2,
+} GstCxrPrecision;
+
+static GType gst_cxr_precision_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_CXR_PRECISION_FP32, "32-bit float", "fp32"},
+      {GST_CXR_PRECISION_FP16, "16-bit float (CUDA only)", "fp16"},
+      {GST_CXR_PRECISION_BF16, "bfloat16 (CUDA only)", "bf16"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstCxrPrecision", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS };
+#define DEFAULT_DEVICE "auto"
+#define DEFAULT_BATCH_SIZE 1
+#define DEFAULT_BATCH_TIMEOUT 0
+#define DEFAULT_PRECISION GST_CXR_PRECISION_FP32
+#define DEFAULT_EMBEDDINGS FALSE
+
+#define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
+
+namespace {
+
+/// A frame or a serialized event waiting for its batch to run.
+struct Item {
+  GstBuffer* buffer = nullptr;
+  GstEvent* event = nullptr;
+  GstStructure* message = nullptr;  // message fields known at arrival (times, path)
+};
+
+/// Everything C++ of one running element; created in start, deleted in stop.
+struct InferState {
+  std::unique_ptr<cxr::models::Predictor> predictor;
+  std::vector<GQuark> quarks;
+  std::string model_id;
+  bool multilabel = false;
+  guint batch_size = 1;
+  GstClockTime timeout = 0;
+
+  // Stream state; guarded by the sink pad's stream lock.
+  GstVideoInfo info;
+  bool have_info = false;
+  GstSegment segment;
+  std::deque<Item> queue;
+  size_t pending = 0;  // frames in queue (= batch slots used)
+  GstFlowReturn flow = GST_FLOW_OK;
+
+  // Batch timer; guarded by mutex.
+  std::mutex mutex;
+  std::condition_variable cond;
+  std::thread timer;
+  bool quit = false;
+  bool armed = false;
+  std::chrono::steady_clock::time_point deadline;
+};
+
+}  // namespace
+
+struct _GstCxrInfer {
+  GstElement parent;
+  GstPad* sinkpad;
+  GstPad* srcpad;
+
+  gchar* model;
+  gchar* device;
+  guint batch_size;
+  guint64 batch_timeout;
+  GstCxrPrecision precision;
+  gboolean embeddings;
+
+  InferState* state;
+};
+
+G_DEFINE_TYPE(GstCxrInfer, gst_cxr_infer, GST_TYPE_ELEMENT)
+GST_ELEMENT_REGISTER_DEFINE(cxrinfer, "cxrinfer", GST_RANK_NONE, gst_cxr_infer_get_type())
+
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(CXR_GRAY_CAPS));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(CXR_GRAY_CAPS));
+
+static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  GstCxrInfer* self = GST_CXR_INFER(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free(self->model);
+      self->model = g_value_dup_string(value);
+      break;
+    case PROP_DEVICE:
+      g_free(self->device);
+      self->device = g_value_dup_string(value);
+      break;
+    case PROP_BATCH_SIZE: self->batch_size = g_value_get_uint(value); break;
+    case PROP_BATCH_TIMEOUT: self->batch_timeout = g_value_get_uint64(value); break;
+    case PROP_PRECISION: self->precision = static_cast<GstCxrPrecision>(g_value_get_enum(value)); break;
+    case PROP_EMBEDDINGS: self->embeddings = g_value_get_boolean(value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstCxrInfer* self = GST_CXR_INFER(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODEL: g_value_set_string(value, self->model); break;
+    case PROP_DEVICE: g_value_set_string(value, self->device); break;
+    case PROP_BATCH_SIZE: g_value_set_uint(value, self->batch_size); break;
+    case PROP_BATCH_TIMEOUT: g_value_set_uint64(value, self->batch_timeout); break;
+    case PROP_PRECISION: g_value_set_enum(value, self->precision); break;
+    case PROP_EMBEDDINGS: g_value_set_boolean(value, self->embeddings); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+/* ---- results ------------------------------------------------------------------------------ */
+
+static void set_double_array(GstStructure* s, const char* field, const std::vector<float>& values) {
+  GValue arr = G_VALUE_INIT;
+  gst_value_array_init(&arr, static_cast<guint>(values.size()));
+  for (float v : values) {
+    GValue d = G_VALUE_INIT;
+    g_value_init(&d, G_TYPE_DOUBLE);
+    g_value_set_double(&d, v);
+    gst_value_array_append_and_take_value(&arr, &d);
+  }
+  gst_structure_take_value(s, field, &arr);
+}
+
+static void set_string_array(GstStructure* s, const char* field, const std::vector<const char*>& values) {
+  GValue arr = G_VALUE_INIT;
+  gst_value_array_init(&arr, static_cast<guint>(values.size()));
+  for (const char* v : values) {
+    GValue str = G_VALUE_INIT;
+    g_value_init(&str, G_TYPE_STRING);
+    g_value_set_string(&str, v);
+    gst_value_array_append_and_take_value(&arr, &str);
+  }
+  gst_structure_take_value(s, field, &arr);
+}
+
+/// The message fields known when the frame arrives (its times against the current segment).
+static GstStructure* arrival_fields(InferState* st, GstBuffer* buf) {
+  const GstClockTime ts = GST_BUFFER_PTS_IS_VALID(buf) ? GST_BUFFER_PTS(buf) : GST_BUFFER_DTS(buf);
+  GstStructure* s = gst_structure_new("cxr-result", "timestamp", G_TYPE_UINT64, ts, "stream-time", G_TYPE_UINT64,
+                                      gst_segment_to_stream_time(&st->segment, GST_FORMAT_TIME, ts), "running-time",
+                                      G_TYPE_UINT64, gst_segment_to_running_time(&st->segment, GST_FORMAT_TIME, ts),
+                                      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION(buf), nullptr);
+  const GstCxrScanMeta* scan = gst_buffer_get_cxr_scan_meta(buf);
+  gst_structure_set(s, "path", G_TYPE_STRING, scan && scan->path ? scan->path : "", nullptr);
+  return s;
+}
+
+/// Attaches the meta, posts the message and pushes the frame.
+static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Item& item,
+                                  const cxr::models::Prediction& p) {
+  GstBuffer* buf = gst_buffer_make_writable(item.buffer);
+  item.buffer = nullptr;
+  const guint n = static_cast<guint>(p.probabilities.size());
+  GstCxrResultMeta* meta = gst_buffer_add_cxr_result_meta(buf, n);
+  gst_cxr_meta_set_string(&meta->model, st->model_id.c_str());
+  meta->multilabel = st->multilabel;
+  std::vector<const char*> classes, predicted;
+  for (guint c = 0; c < n; ++c) {
+    meta->class_quarks[c] = st->quarks[c];
+    meta->logits[c] = p.logits[c];
+    meta->probabilities[c] = p.probabilities[c];
+    meta->decisions[c] = p.decisions[c];
+    classes.push_back(g_quark_to_string(st->quarks[c]));
+    if (p.decisions[c]) predicted.push_back(classes.back());
+  }
+  if (!p.embedding.empty()) {
+    gst_cxr_result_meta_set_embedding(meta, p.embedding.data(), static_cast<guint>(p.embedding.size()));
+  }
+
+  GstStructure* s = item.message;
+  item.message = nullptr;
+  gst_structure_set(s, "model", G_TYPE_STRING, st->model_id.c_str(), "multilabel", G_TYPE_BOOLEAN,
+                    st->multilabel ? TRUE : FALSE, "top-class", G_TYPE_STRING, classes[static_cast<size_t>(p.top)],
+                    nullptr);
+  set_string_array(s, "classes", classes);
+  set_double_array(s, "logits", p.logits);
+  set_double_array(s, "probabilities", p.probabilities);
+  set_string_array(s, "predicted", predicted);
+  gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+  return gst_pad_push(self->srcpad, buf);
+}
+
+/// Runs the pending batch and pushes everything queued, in order. Caller holds the sink
+/// pad's stream lock.
+static GstFlowReturn flush_batch(GstCxrInfer* self, InferState* st) {
+  {
+    std::lock_guard<std::mutex> lock(st->mutex);
+    st->armed = false;
+  }
+  if (st->queue.empty()) return st->flow;
+  std::vector<cxr::models::Prediction> preds;
+  GstFlowReturn ret = st->flow;
+  if (st->pending > 0 && ret == GST_FLOW_OK) {
+    try {
+      preds = st->predictor->run(st->pending);
+    } catch (const std::exception& e) {
+      ret = gst_cxr_post_error(GST_ELEMENT(self), std::string("inference failed: ") + e.what());
+    }
+  }
+  size_t k = 0;
+  while (!st->queue.empty()) {
+    Item item = st->queue.front();
+    st->queue.pop_front();
+    if (item.buffer) {
+      if (ret == GST_FLOW_OK) {
+        ret = finish_frame(self, st, item, preds[k]);
+      } else {
+        gst_buffer_unref(item.buffer);
+      }
+      ++k;
+    } else if (item.event) {
+      gst_pad_push_event(self->srcpad, item.event);
+    }
+    if (item.message) gst_structure_free(item.message);
+  }
+  st->pending = 0;
+  st->flow = ret;
+  return ret;
+}
+
+static void drop_queue(InferState* st) {
+  for (Item& item : st->queue) {
+    if (item.buffer) gst_buffer_unref(item.buffer);
+    if (item.event) gst_event_unref(item.event);
+    if (item.message) gst_structure_free(item.message);
+  }
+  st->queue.clear();
+  st->pending = 0;
+  std::lock_guard<std::mutex> lock(st->mutex);
+  st->armed = false;
+}
+
+/// Runs a partial batch once it has waited batch-timeout.
+static void timer_loop(GstCxrInfer* self, InferState* st) {
+  std::unique_lock<std::mutex> lock(st->mutex);
+  while (!st->quit) {
+    if (!st->armed) {
+      st->cond.wait(lock);
+      continue;
+    }
+    if (st->cond.wait_until(lock, st->deadline) != std::cv_status::timeout) continue;
+    if (st->quit || !st->armed || std::chrono::steady_clock::now() < st->deadline) continue;
+    lock.unlock();
+    // The stream lock orders this flush against chain() and serialized events.
+    GST_PAD_STREAM_LOCK(self->sinkpad);
+    bool due;
+    {
+      std::lock_guard<std::mutex> check(st->mutex);
+      due = st->armed && !st->quit && std::chrono::steady_clock::now() >= st->deadline;
+    }
+    if (due) {
+      GST_DEBUG_OBJECT(self, "batch-timeout: running %zu frame(s)", st->pending);
+      flush_batch(self, st);
+    }
+    GST_PAD_STREAM_UNLOCK(self->sinkpad);
+    lock.lock();
+  }
+}
+
+static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuffer* buf) {
+  GstCxrInfer* self = GST_CXR_INFER(parent);
+  InferState* st = self->state;
+  if (!st || !st->predictor) {
+    gst_buffer_unref(buf);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("no model loaded"), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  if (st->flow != GST_FLOW_OK) {
+    gst_buffer_unref(buf);
+    return st->flow;
+  }
+  if (!st->have_info) {
+    gst_buffer_unref(buf);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("frame before caps"), (nullptr));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  // Prepare the network's input now, into the frame's batch slot: the frame itself is not kept
+  // mapped, and caps may change before the batch runs.
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, &st->info, buf, GST_MAP_READ)) {
+    gst_buffer_unref(buf);
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("cannot map frame"), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  std::string failure;
+  try {
+    cv::Mat scan = gst_cxr_frame_to_mat(&frame);
+    cxr::models::prepare_input_into(scan, st->predictor->card().input, st->predictor->slot(st->pending));
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  gst_video_frame_unmap(&frame);
+  if (!failure.empty()) {
+    // Keep the order of what is already queued, then report this scan.
+    GstFlowReturn ret = flush_batch(self, st);
+    if (ret != GST_FLOW_OK) {
+      gst_buffer_unref(buf);
+      return ret;
+    }
+    ret = gst_cxr_scan_failed(GST_ELEMENT(self), self->srcpad, buf, failure, GST_CXR_ON_ERROR_SKIP);
+    gst_buffer_unref(buf);
+    return ret;
+  }
+  st->queue.push_back(Item{buf, nullptr, arrival_fields(st, buf)});
+  ++st->pending;
+  if (st->pending >= st->batch_size) return flush_batch(self, st);
+  if (st->pending == 1 && st->timeout > 0) {
+    std::lock_guard<std::mutex> lock(st->mutex);
+    st->armed = true;
+    st->deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(st->timeout);
+    st->cond.notify_all();
+  }
+  return GST_FLOW_OK;
+}
+
+static gboolean gst_cxr_infer_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstCxrInfer* self = GST_CXR_INFER(parent);
+  InferState* st = self->state;
+  if (!st) return gst_pad_event_default(pad, parent, event);
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+      GstCaps* caps;
+      gst_event_parse_caps(event, &caps);
+      GstVideoInfo info;
+      if (!gst_video_info_from_caps(&info, caps)) {
+        gst_event_unref(event);
+        return FALSE;
+      }
+      st->info = info;
+      st->have_info = true;
+      break;
+    }
+    case GST_EVENT_SEGMENT: {
+      const GstSegment* seg;
+      gst_event_parse_segment(event, &seg);
+      gst_segment_copy_into(seg, &st->segment);
+      break;
+    }
+    case GST_EVENT_EOS:
+      flush_batch(self, st);
+      return gst_pad_push_event(self->srcpad, event);
+    case GST_EVENT_FLUSH_STOP:
+      drop_queue(st);
+      st->flow = GST_FLOW_OK;
+      gst_segment_init(&st->segment, GST_FORMAT_TIME);
+      return gst_pad_event_default(pad, parent, event);
+    default:
+      break;
+  }
+  if (GST_EVENT_IS_SERIALIZED(event) && !st->queue.empty()) {
+    // Keeps its place after the frames queued before it.
+    st->queue.push_back(Item{nullptr, event, nullptr});
+    return TRUE;
+  }
+  return gst_pad_event_default(pad, parent, event);
+}
+
+static gboolean gst_cxr_infer_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstCxrInfer* self = GST_CXR_INFER(parent);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_DRAIN && self->state) flush_batch(self, self->state);
+  return gst_pad_query_default(pad, parent, query);
+}
+
+static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
+  cxr::models::PredictorOptions options;
+  std::string model;
+  GstClockTime timeout;
+  GST_OBJECT_LOCK(self);
+  model = self->model ? self->model : "";
+  options.device = self->device ? self->device : DEFAULT_DEVICE;
+  options.max_batch = static_cast<int>(self->batch_size);
+  options.embeddings = self->embeddings;
+  options.precision = self->precision == GST_CXR_PRECISION_FP16   ? cxr::models::Precision::FP16
+                      : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16
+                                                                  : cxr::models::Precision::FP32;
+  timeout = self->batch_timeout;
+  GST_OBJECT_UNLOCK(self);
+
+  return gst_cxr_guard_bool(GST_ELEMENT(self), [&]() -> gboolean {
+    if (model.empty()) throw cxr::ConfigError("no model card: set the 'model' property");
+    auto st = std::make_unique<InferState>();
+    auto card = cxr::models::load_card(model);
+    st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
+    for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
+    st->model_id = card.name;
+    st->multilabel = card.task == cxr::models::Task::Multilabel;
+    st->batch_size = static_cast<guint>(options.max_batch);
+    st->timeout = timeout;
+    gst_segment_init(&st->segment, GST_FORMAT_TIME);
+    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u", card.name.c_str(), card.architecture.c_str(),
+                    card.classes.size(), st->predictor->device().c_str(), st->batch_size);
+    InferState* raw = st.release();
+    raw->timer = std::thread(timer_loop, self, raw);
+    self->state = raw;
+    return TRUE;
+  });
+}
+
+static void gst_cxr_infer_stop(GstCxrInfer* self) {
+  InferState* st = self->state;
+  if (!st) return;
+  {
+    std::lock_guard<std::mutex> lock(st->mutex);
+    st->quit = true;
+    st->cond.notify_all();
+  }
+  if (st->timer.joinable()) st->timer.join();
+  drop_queue(st);
+  self->state = nullptr;
+  delete st;
+}
+
+static GstStateChangeReturn gst_cxr_infer_change_state(GstElement* element, GstStateChange transition) {
+  GstCxrInfer* self = GST_CXR_INFER(element);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_cxr_infer_start(self)) {
+    return GST_STATE_CHANGE_FAILURE;
+  }
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_cxr_infer_parent_class)->change_state(element, transition);
+  // After the parent: the pads are deactivated, so no chain() or timer flush is running.
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_cxr_infer_stop(self);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && ret == GST_STATE_CHANGE_FAILURE) gst_cxr_infer_stop(self);
+  return ret;
+}
+
+static void gst_cxr_infer_finalize(GObject* object) {
+  GstCxrInfer* self = GST_CXR_INFER(object);
+  gst_cxr_infer_stop(self);
+  g_free(self->model);
+  g_free(self->device);
+  G_OBJECT_CLASS(gst_cxr_infer_parent_class)->finalize(object);
+}
+
+static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+
+  gobject_class->set_property = gst_cxr_infer_set_property;
+  gobject_class->get_property = gst_cxr_infer_get_property;
+  gobject_class->finalize = gst_cxr_infer_finalize;
+
+  const auto ready_only =
+      static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  g_object_class_install_property(gobject_class, PROP_MODEL,
+                                  g_param_spec_string("model", "Model card", "Path of the model card (TOML)", nullptr,
+                                                      ready_only));
+  g_object_class_install_property(gobject_class, PROP_DEVICE,
+                                  g_param_spec_string("device", "Device",
+                                                      "auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
+                                                      DEFAULT_DEVICE, ready_only));
+  g_object_class_install_property(gobject_class, PROP_BATCH_SIZE,
+                                  g_param_spec_uint("batch-size", "Batch size", "Scans per network run", 1, 1024,
+                                                    DEFAULT_BATCH_SIZE, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_BATCH_TIMEOUT,
+      g_param_spec_uint64("batch-timeout", "Batch timeout",
+                          "Run a partial batch after its first scan waited this long (ns; 0 = wait for a full batch "
+                          "or EOS)",
+                          0, G_MAXUINT64, DEFAULT_BATCH_TIMEOUT, ready_only));
+  g_object_class_install_property(gobject_class, PROP_PRECISION,
+                                  g_param_spec_enum("precision", "Precision", "Arithmetic of the network",
+                                                    gst_cxr_precision_get_type(), DEFAULT_PRECISION, ready_only));
+  g_object_class_install_property(gobject_class, PROP_EMBEDDINGS,
+                                  g_param_spec_boolean("embeddings", "Embeddings",
+                                                       "Attach the penultimate features to the result meta",
+                                                       DEFAULT_EMBEDDINGS, ready_only));
+
+  gst_element_class_set_static_metadata(element_class, "Chest X-ray classifier", "Filter/Analyzer/Video",
+                                        "LibTorch inference from a model card; attaches results to each scan",
+                                        "gst-cxr developers");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_cxr_infer_change_state);
+  gst_type_mark_as_plugin_api(gst_cxr_precision_get_type(), static_cast<GstPluginAPIFlags>(0));
+  GST_DEBUG_CATEGORY_INIT(gst_cxr_infer_debug, "cxrinfer", 0, "Chest X-ray classifier");
+}
+
+static void gst_cxr_infer_init(GstCxrInfer* self) {
+  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_cxr_infer_chain));
+  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_cxr_infer_sink_event));
+  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_cxr_infer_sink_query));
+  GST_PAD_SET_PROXY_CAPS(self->sinkpad);
+  GST_PAD_SET_PROXY_ALLOCATION(self->sinkpad);
+  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  GST_PAD_SET_PROXY_CAPS(self->srcpad);
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+  self->model = nullptr;
+  self->device = g_strdup(DEFAULT_DEVICE);
+  self->batch_size = DEFAULT_BATCH_SIZE;
+  self->batch_timeout = DEFAULT_BATCH_TIMEOUT;
+  self->precision = DEFAULT_PRECISION;
+  self->embeddings = DEFAULT_EMBEDDINGS;
+  self->state = nullptr;
+}

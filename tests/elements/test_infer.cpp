@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// cxrinfer: batching, batch-timeout, EOS flush, events kept in order, results as meta and
+// messages, frames unchanged, and model errors at start.
+#include <catch.hpp>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cxr/models/card.hpp"
+#include "cxr/models/predictor.hpp"
+#include "gst/gstcxrmeta.h"
+#include "testutil.hpp"
+
+namespace {
+
+constexpr int kW = 67;  // odd width: GRAY8 rows are padded to 68 bytes
+constexpr int kH = 48;
+constexpr int kStride = 68;
+
+/// A small MobileNetV3 card with fresh weights in the temp dir.
+std::string make_card(const cxrtest::TempDir& t, const std::string& name, int weight_classes, int card_classes,
+                      const std::string& task = "multiclass") {
+  cxr::models::ModelCard card;
+  card.name = name;
+  card.architecture = "mobilenet_v3_large";
+  card.task = task == "multilabel" ? cxr::models::Task::Multilabel : cxr::models::Task::Multiclass;
+  for (int c = 0; c < weight_classes; ++c) card.classes.push_back("class" + std::to_string(c));
+  card.weights = t / (name + ".pth");
+  card.input.height = 64;
+  card.input.width = 64;
+  card.input.mean = {0.5f};
+  card.input.std = {0.25f};
+  if (card.task == cxr::models::Task::Multilabel) card.thresholds.assign(card.classes.size(), 0.5f);
+  cxr::models::write_initial_weights(card, 11);
+  card.classes.resize(static_cast<size_t>(card_classes), "extra");
+  for (int c = weight_classes; c < card_classes; ++c) card.classes[static_cast<size_t>(c)] = "extra" + std::to_string(c);
+  if (card.task == cxr::models::Task::Multilabel) card.thresholds.assign(card.classes.size(), 0.5f);
+  const std::string path = t / (name + ".toml");
+  cxr::models::save_card(card, path);
+  return path;
+}
+
+GstBuffer* frame(guint8 value, GstClockTime pts) {
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, kStride * kH, nullptr);
+  GstMapInfo map;
+  gst_buffer_map(buf, &map, GST_MAP_WRITE);
+  for (int y = 0; y < kH; ++y) {
+    for (int x = 0; x < kStride; ++x) map.data[y * kStride + x] = static_cast<guint8>(value + (x * y) % 50);
+  }
+  gst_buffer_unmap(buf, &map);
+  GST_BUFFER_PTS(buf) = pts;
+  GST_BUFFER_DURATION(buf) = GST_SECOND;
+  return buf;
+}
+
+GstStaticPadTemplate hsrc = GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE) {
+  GstHarness* h = gst_harness_new_empty();
+  GstElement* e = gst_element_factory_make("cxrinfer", nullptr);
+  REQUIRE(e);
+  g_object_set(e, "model", card.c_str(), "batch-size", batch, "batch-timeout", timeout, "embeddings", embeddings,
+               NULL);
+  gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, ("video/x-raw,format=GRAY8,width=" + std::to_string(kW) + ",height=" +
+                                   std::to_string(kH) + ",framerate=0/1")
+                                      .c_str());
+  return h;
+}
+
+void check_result(GstBuffer* out, guint n_classes, bool multilabel) {
+  REQUIRE(out);
+  GstCxrResultMeta* r = gst_buffer_get_cxr_result_meta(out);
+  REQUIRE(r);
+  CHECK(r->n_classes == n_classes);
+  CHECK(r->multilabel == (multilabel ? TRUE : FALSE));
+  float sum = 0;
+  int decided = 0;
+  for (guint c = 0; c < r->n_classes; ++c) {
+    CHECK(std::string(g_quark_to_string(r->class_quarks[c])) == "class" + std::to_string(c));
+    CHECK(r->probabilities[c] >= 0.0f);
+    CHECK(r->probabilities[c] <= 1.0f);
+    sum += r->probabilities[c];
+    decided += r->decisions[c];
+    if (multilabel) CHECK(r->probabilities[c] == Approx(1.0 / (1.0 + std::exp(-r->logits[c]))));
+  }
+  if (!multilabel) {
+    CHECK(sum == Approx(1.0f));
+    CHECK(decided == 1);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cxrinfer: frames wait for a full batch and pass unchanged with results", "[infer]") {
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 3, 3), 3);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+
+  REQUIRE(gst_harness_push(h, frame(10, 0)) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push(h, frame(100, GST_SECOND)) == GST_FLOW_OK);
+  CHECK(gst_harness_buffers_received(h) == 0);
+  GstBuffer* third = frame(200, 2 * GST_SECOND);
+  GstBuffer* copy = gst_buffer_copy_deep(third);
+  REQUIRE(gst_harness_push(h, third) == GST_FLOW_OK);
+  REQUIRE(gst_harness_buffers_received(h) == 3);
+
+  for (int i = 0; i < 3; ++i) {
+    GstBuffer* out = gst_harness_pull(h);
+    CHECK(GST_BUFFER_PTS(out) == static_cast<GstClockTime>(i) * GST_SECOND);
+    check_result(out, 3, false);
+    if (i == 2) {
+      // The frame itself is untouched.
+      GstMapInfo a, b;
+      gst_buffer_map(out, &a, GST_MAP_READ);
+      gst_buffer_map(copy, &b, GST_MAP_READ);
+      REQUIRE(a.size == b.size);
+      CHECK(std::equal(a.data, a.data + a.size, b.data));
+      gst_buffer_unmap(out, &a);
+      gst_buffer_unmap(copy, &b);
+    }
+    gst_buffer_unref(out);
+  }
+  gst_buffer_unref(copy);
+
+  // One cxr-result message per frame, with its times.
+  int messages = 0;
+  while (GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    const GstStructure* s = gst_message_get_structure(msg);
+    if (gst_structure_has_name(s, "cxr-result")) {
+      guint64 ts = 0, rt = 0;
+      CHECK(gst_structure_get_uint64(s, "timestamp", &ts));
+      CHECK(gst_structure_get_uint64(s, "running-time", &rt));
+      CHECK(ts == static_cast<guint64>(messages) * GST_SECOND);
+      CHECK(rt == ts);
+      CHECK(gst_value_array_get_size(gst_structure_get_value(s, "probabilities")) == 3);
+      CHECK(gst_value_array_get_size(gst_structure_get_value(s, "predicted")) == 1);
+      CHECK(std::string(gst_structure_get_string(s, "model")) == "m");
+      ++messages;
+    }
+    gst_message_unref(msg);
+  }
+  CHECK(messages == 3);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrinfer: the same scan gives the same result alone or in a batch", "[infer]") {
+  cxrtest::TempDir t;
+  const std::string card = make_card(t, "m", 2, 2);
+  GstHarness* one = harness(card, 1);
+  GstHarness* four = harness(card, 4);
+  for (int i = 0; i < 4; ++i) {
+    REQUIRE(gst_harness_push(one, frame(static_cast<guint8>(30 * i), 0)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(four, frame(static_cast<guint8>(30 * i), 0)) == GST_FLOW_OK);
+  }
+  for (int i = 0; i < 4; ++i) {
+    GstBuffer* a = gst_harness_pull(one);
+    GstBuffer* b = gst_harness_pull(four);
+    auto* ra = gst_buffer_get_cxr_result_meta(a);
+    auto* rb = gst_buffer_get_cxr_result_meta(b);
+    REQUIRE(ra);
+    REQUIRE(rb);
+    for (guint c = 0; c < 2; ++c) CHECK(ra->logits[c] == Approx(rb->logits[c]).margin(1e-5));
+    gst_buffer_unref(a);
+    gst_buffer_unref(b);
+  }
+  gst_harness_teardown(one);
+  gst_harness_teardown(four);
+}
+
+TEST_CASE("cxrinfer: batch-timeout runs a partial batch", "[infer]") {
+  cxrtest::TempDir t;
+  const guint64 timeout = 150 * GST_MSECOND;
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 8, timeout);
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(gst_harness_push(h, frame(1, 0)) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push(h, frame(2, GST_SECOND)) == GST_FLOW_OK);
+  CHECK(gst_harness_buffers_received(h) == 0);
+  GstBuffer* a = gst_harness_pull(h);  // blocks until the timer ran the batch
+  GstBuffer* b = gst_harness_pull(h);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(waited >= std::chrono::milliseconds(140));
+  CHECK(waited < std::chrono::seconds(20));
+  check_result(a, 2, false);
+  check_result(b, 2, false);
+  gst_buffer_unref(a);
+  gst_buffer_unref(b);
+  // The timer re-arms for the next partial batch.
+  REQUIRE(gst_harness_push(h, frame(3, 2 * GST_SECOND)) == GST_FLOW_OK);
+  GstBuffer* c = gst_harness_pull(h);
+  REQUIRE(c);
+  CHECK(GST_BUFFER_PTS(c) == 2 * GST_SECOND);
+  gst_buffer_unref(c);
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrinfer: EOS flushes the last partial batch, events keep their place", "[infer]") {
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 4, 4, "multilabel"), 8, 0, TRUE);
+  while (GstEvent* e = gst_harness_try_pull_event(h)) gst_event_unref(e);  // stream-start, caps, segment
+
+  REQUIRE(gst_harness_push(h, frame(5, 0)) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push_event(h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                         gst_structure_new_empty("cxr-test-marker"))));
+  REQUIRE(gst_harness_push(h, frame(6, GST_SECOND)) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push(h, frame(7, 2 * GST_SECOND)) == GST_FLOW_OK);
+  CHECK(gst_harness_buffers_received(h) == 0);
+  CHECK(gst_harness_events_in_queue(h) == 0);  // the marker waits behind the first frame
+  REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));
+  REQUIRE(gst_harness_buffers_received(h) == 3);
+
+  for (int i = 0; i < 3; ++i) {
+    GstBuffer* out = gst_harness_pull(h);
+    check_result(out, 4, true);
+    GstCxrResultMeta* r = gst_buffer_get_cxr_result_meta(out);
+    CHECK(r->n_embedding == 1280);  // embeddings=true
+    gst_buffer_unref(out);
+  }
+  GstEvent* marker = gst_harness_pull_event(h);
+  REQUIRE(marker);
+  CHECK(GST_EVENT_TYPE(marker) == GST_EVENT_CUSTOM_DOWNSTREAM);
+  gst_event_unref(marker);
+  GstEvent* eos = gst_harness_pull_event(h);
+  REQUIRE(eos);
+  CHECK(GST_EVENT_TYPE(eos) == GST_EVENT_EOS);
+  gst_event_unref(eos);
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrinfer: caps may change inside a batch (scans of many sizes)", "[infer]") {
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 4);
+  REQUIRE(gst_harness_push(h, frame(1, 0)) == GST_FLOW_OK);
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=GRAY16_LE,width=33,height=20,framerate=0/1");
+  GstBuffer* sixteen = gst_buffer_new_allocate(nullptr, 68 * 20, nullptr);
+  gst_buffer_memset(sixteen, 0, 0x40, 68 * 20);
+  REQUIRE(gst_harness_push(h, sixteen) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));
+  REQUIRE(gst_harness_buffers_received(h) == 2);
+  for (int i = 0; i < 2; ++i) {
+    GstBuffer* out = gst_harness_pull(h);
+    check_result(out, 2, false);
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrinfer: a missing or inconsistent model is an element error at start", "[infer]") {
+  cxrtest::TempDir t;
+  struct Case {
+    std::string card, expect;
+  };
+  const std::string mismatched = make_card(t, "mismatch", 2, 3);  // weights: 2 classes; card: 3
+  t.touch("bad.toml", "[model]\narchitecture = \"vgg16\"\n");
+  const Case cases[] = {
+      {t / "nonexistent.toml", "nonexistent.toml"},
+      {mismatched, "classifier.3.weight [2, 1280] in the file, [3, 1280] in the model"},
+      {t / "bad.toml", "bad.toml:2"},
+      {"", "model card"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.card);
+    GstElement* pipeline = gst_pipeline_new(nullptr);
+    GstElement* src = gst_element_factory_make("fakesrc", nullptr);
+    GstElement* infer = gst_element_factory_make("cxrinfer", nullptr);
+    GstElement* sink = gst_element_factory_make("fakesink", nullptr);
+    if (!c.card.empty()) g_object_set(infer, "model", c.card.c_str(), NULL);
+    gst_bin_add_many(GST_BIN(pipeline), src, infer, sink, NULL);
+    REQUIRE(gst_element_link_many(src, infer, sink, NULL));
+    CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+    GstBus* bus = gst_element_get_bus(pipeline);
+    GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    REQUIRE(msg);
+    GError* err = nullptr;
+    gchar* debug = nullptr;
+    gst_message_parse_error(msg, &err, &debug);
+    const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+    INFO(text);
+    CHECK(text.find(c.expect) != std::string::npos);
+    CHECK(GST_MESSAGE_SRC(msg) == GST_OBJECT(infer));
+    g_error_free(err);
+    g_free(debug);
+    gst_message_unref(msg);
+    gst_object_unref(bus);
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(pipeline);
+  }
+}
+
+TEST_CASE("cxrinfer: fp16 on a CPU-only device is refused with the reason", "[infer]") {
+  cxrtest::TempDir t;
+  cxr::models::ModelCard card = cxr::models::load_card(make_card(t, "m", 2, 2));
+  cxr::models::PredictorOptions options;
+  options.device = "cpu";
+  options.precision = cxr::models::Precision::FP16;
+  CHECK_THROWS_WITH(cxr::models::Predictor(card, options), Catch::Contains("needs a CUDA device"));
+  options.precision = cxr::models::Precision::FP32;
+  options.device = "tpu";
+  CHECK_THROWS_WITH(cxr::models::Predictor(card, options), Catch::Contains("auto, cpu, cuda, cuda:N"));
+}

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""cxrinfer in a gst-launch-1.0 pipeline against torchvision eager on the identical grey pixels.
+
+Real sample scans are turned into grey PNGs of each card's input size (so that the element's
+scaling is the identity and both sides see the same pixels), decoded by pngdec, classified by
+cxrinfer, and the probabilities of its cxr-result messages are compared with torchvision's on
+the same PNGs loaded as the study did (PIL, RGB replication, ToTensor, Normalize). 16-bit PNGs
+check the / 65535 path. Max abs difference of probabilities <= 1e-4."""
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_common as mc  # noqa: E402
+
+TOL = 1e-4
+CASES = [  # arch, task, classes, (height, width), mean, std, bits
+    ("resnet34", "multiclass", ["normal", "bacterial", "viral"], (256, 256), [0.4810], [0.2373], 8),
+    ("mobilenet_v3_large", "multilabel", ["Atelectasis", "Consolidation", "Effusion", "Mass", "Nodule",
+                                          "Pneumothorax", "No Finding"], (232, 232), [0.4955], [0.2892], 8),
+    ("efficientnet_b1", "multiclass", ["normal", "covid", "viral"], (255, 231), [0.485, 0.456, 0.406],
+     [0.229, 0.224, 0.225], 8),
+    ("efficientnet_b1", "multiclass", ["normal", "covid", "viral"], (255, 255), [0.5], [0.25], 16),
+]
+FLOATS = re.compile(r"probabilities=\(double\)< ([^>]*) >")
+
+
+def sources():
+    root = os.environ.get("CXR_SAMPLES", os.path.join(os.path.dirname(__file__), "..", "..", "data", "samples"))
+    files = sorted(glob.glob(os.path.join(root, "covid", "*.png")))[:3]
+    files += sorted(glob.glob(os.path.join(root, "pneumonia", "*", "*.jpeg")))[:2]
+    files += sorted(glob.glob(os.path.join(root, "nih", "*.png")))[:2]
+    if len(files) < 5:
+        sys.exit(f"sample scans missing under {root}")
+    return files
+
+
+def write_pngs(tmp, files, size, bits):
+    h, w = size
+    out = []
+    for i, f in enumerate(files):
+        grey = Image.open(f).convert("L").resize((w, h), Image.BILINEAR)
+        path = os.path.join(tmp, f"scan{i:03d}.png")
+        if bits == 16:
+            # Spread to 16 bits with low-order detail, so that / 65535 differs from / 255.
+            a = np.asarray(grey, dtype=np.uint16) * 257 + (np.arange(h * w, dtype=np.uint16).reshape(h, w) % 97)
+            Image.fromarray(a.astype(np.uint16)).save(path)
+        else:
+            grey.save(path)
+        out.append(path)
+    return out
+
+
+def reference_input(path, mean, std, bits):
+    img = Image.open(path)
+    if bits == 16:
+        a = np.asarray(img, dtype=np.float32) / np.float32(65535.0)
+        t = torch.from_numpy(a)[None].repeat(3, 1, 1)
+        return transforms.Normalize(mean * (3 if len(mean) == 1 else 1), std * (3 if len(std) == 1 else 1))(t)
+    rgb = img.convert("RGB")  # as ImageFolder's loader
+    t = transforms.ToTensor()(rgb)
+    return transforms.Normalize(mean * (3 if len(mean) == 1 else 1), std * (3 if len(std) == 1 else 1))(t)
+
+
+def write_card(path, arch, task, classes, size, mean, std, weights):
+    q = ", ".join(f'"{c}"' for c in classes)
+    with open(path, "w") as f:
+        f.write(f'[model]\narchitecture = "{arch}"\ntask = "{task}"\nclasses = [{q}]\nweights = "{weights}"\n')
+        if task == "multilabel":
+            f.write("thresholds = 0.4\n")
+        f.write(f"[input]\nsize = [{size[0]}, {size[1]}]\nchannels = 3\nmean = {mean}\nstd = {std}\n")
+
+
+def run_pipeline(tmp, card, bits, n):
+    fmt = "GRAY16_LE" if bits == 16 else "GRAY8"
+    cmd = ["gst-launch-1.0", "-m", "multifilesrc", f"location={tmp}/scan%03d.png", "caps=image/png", "!", "pngdec",
+           "!", "videoconvert", "!", f"video/x-raw,format={fmt}", "!", "cxrinfer", f"model={card}", "batch-size=3",
+           "!", "fakesink"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"pipeline failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    probs = [np.array([float(x) for x in m.group(1).split(",")]) for m in FLOATS.finditer(r.stdout)]
+    if len(probs) != n:
+        raise RuntimeError(f"{len(probs)} cxr-result messages for {n} scans:\n{r.stdout[-3000:]}")
+    return np.stack(probs)
+
+
+def main():
+    torch.set_num_threads(2)
+    files = sources()
+    failures = []
+    for i, (arch, task, classes, size, mean, std, bits) in enumerate(CASES):
+        with tempfile.TemporaryDirectory() as tmp:
+            m = mc.torchvision_model(arch, len(classes), seed=300 + i)
+            torch.save(m.state_dict(), os.path.join(tmp, "weights.pth"))
+            card = os.path.join(tmp, "card.toml")
+            write_card(card, arch, task, classes, size, mean, std, "weights.pth")
+            pngs = write_pngs(tmp, files, size, bits)
+            x = torch.stack([reference_input(p, mean, std, bits) for p in pngs])
+            with torch.no_grad():
+                logits = m(x)
+            ref = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, 1)).numpy()
+            got = run_pipeline(tmp, card, bits, len(pngs))
+            d = float(np.abs(got - ref).max())
+            agree = float((got.argmax(1) == ref.argmax(1)).mean())
+            print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit, {len(pngs)} scans: max|dprob|={d:.3e} "
+                  f"argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
+            if not d <= TOL:
+                failures.append(f"{arch} {bits}-bit: probabilities differ by {d}")
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("parity_infer: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
