@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Per-operation timings of the preprocessing chain on one core: equalize, blur, resize to 255
 // on the shorter side, augment (every operation drawn). Prints the median of N runs in ms.
-// Usage: bench-preprocess [scan.png] [iterations]; without a scan, a 1024x1024 8-bit sample.
+// Usage: bench-ops [scan.png] [iterations]; without a scan, a 1024x1024 8-bit sample.
 // The times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that a busy machine
 // descheduling the benchmark does not count; wall time beside it.
 #include <opencv2/core.hpp>
