@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """cxrinfer in a gst-launch-1.0 pipeline against torchvision eager on the identical grey pixels.
 
-Real sample scans are turned into grey PNGs of each card's input size (so that the element's
-scaling is the identity and both sides see the same pixels), decoded by pngdec, classified by
-cxrinfer, and the probabilities of its cxr-result messages are compared with torchvision's on
-the same PNGs loaded as the study did (PIL, RGB replication, ToTensor, Normalize). 16-bit PNGs
-check the / 65535 path. Max abs difference of probabilities <= 1e-4."""
+Real sample scans become grey PNGs, decoded by pngdec, classified by cxrinfer; the probabilities
+of its cxr-result messages are compared with torchvision's on the same PNGs loaded as the study
+did (PIL, RGB replication, Resize((h, w)), ToTensor, Normalize). Most cases keep the scans'
+native sizes (224 to 1024 px), so the element's Pillow-exact scaling is compared too; 16-bit
+PNGs (already of the input size: Pillow cannot resize them as torchvision would) check the
+/ 65535 path. Max abs difference of probabilities <= 1e-4."""
 import glob
 import os
 import re
@@ -22,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_common as mc  # noqa: E402
 
 TOL = 1e-4
-CASES = [  # arch, task, classes, (height, width), mean, std, bits
+CASES = [  # arch, task, classes, (height, width), mean, std, bits (16: PNGs of the input size)
     ("resnet34", "multiclass", ["normal", "bacterial", "viral"], (256, 256), [0.4810], [0.2373], 8),
     ("mobilenet_v3_large", "multilabel", ["Atelectasis", "Consolidation", "Effusion", "Mass", "Nodule",
                                           "Pneumothorax", "No Finding"], (232, 232), [0.4955], [0.2892], 8),
@@ -47,9 +48,10 @@ def write_pngs(tmp, files, size, bits):
     h, w = size
     out = []
     for i, f in enumerate(files):
-        grey = Image.open(f).convert("L").resize((w, h), Image.BILINEAR)
+        grey = Image.open(f).convert("L")
         path = os.path.join(tmp, f"scan{i:03d}.png")
         if bits == 16:
+            grey = grey.resize((w, h), Image.BILINEAR)
             # Spread to 16 bits with low-order detail, so that / 65535 differs from / 255.
             a = np.asarray(grey, dtype=np.uint16) * 257 + (np.arange(h * w, dtype=np.uint16).reshape(h, w) % 97)
             Image.fromarray(a.astype(np.uint16)).save(path)
@@ -59,14 +61,14 @@ def write_pngs(tmp, files, size, bits):
     return out
 
 
-def reference_input(path, mean, std, bits):
+def reference_input(path, size, mean, std, bits):
     img = Image.open(path)
     if bits == 16:
         a = np.asarray(img, dtype=np.float32) / np.float32(65535.0)
         t = torch.from_numpy(a)[None].repeat(3, 1, 1)
         return transforms.Normalize(mean * (3 if len(mean) == 1 else 1), std * (3 if len(std) == 1 else 1))(t)
     rgb = img.convert("RGB")  # as ImageFolder's loader
-    t = transforms.ToTensor()(rgb)
+    t = transforms.ToTensor()(transforms.Resize(size)(rgb))
     return transforms.Normalize(mean * (3 if len(mean) == 1 else 1), std * (3 if len(std) == 1 else 1))(t)
 
 
@@ -104,7 +106,7 @@ def main():
             card = os.path.join(tmp, "card.toml")
             write_card(card, arch, task, classes, size, mean, std, "weights.pth")
             pngs = write_pngs(tmp, files, size, bits)
-            x = torch.stack([reference_input(p, mean, std, bits) for p in pngs])
+            x = torch.stack([reference_input(p, size, mean, std, bits) for p in pngs])
             with torch.no_grad():
                 logits = m(x)
             ref = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, 1)).numpy()

@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "cxr/models/input.hpp"
 
-#include <opencv2/imgproc.hpp>
-
 #include <string>
 
 #include "cxr/error.hpp"
+#include "cxr/preprocess/resize.hpp"
 
 namespace cxr::models {
 
@@ -14,9 +13,14 @@ void scale_to_input(const cv::Mat& scan, cv::Mat& dst, cv::Size size) {
     scan.copyTo(dst);
     return;
   }
-  // Stand-in until the study's resize (Pillow's antialiased bilinear, cxr::preprocess::resize)
-  // is wired in here: area averaging is the closest OpenCV method for the usual downscale.
-  cv::resize(scan, dst, size, 0, 0, cv::INTER_AREA);
+  // Pillow's antialiased bilinear, bit-exact for 8-bit: what torchvision's Resize((h, w)) does
+  // to the PIL images the study trained on.
+  cxr::preprocess::ResizeParams params;
+  params.mode = cxr::preprocess::ResizeMode::Stretch;
+  params.method = cxr::preprocess::ResizeMethod::Antialias;
+  params.width = size.width;
+  params.height = size.height;
+  cxr::preprocess::resize(scan, dst, params);
 }
 
 void prepare_input_into(const cv::Mat& scan, const InputSpec& spec, float* dst) {
@@ -26,8 +30,8 @@ void prepare_input_into(const cv::Mat& scan, const InputSpec& spec, float* dst) 
                           std::to_string(scan.rows) + ")");
   }
   if (spec.channels < 1 || spec.height < 1 || spec.width < 1) throw InvalidArgument("invalid model input size");
-  cv::Mat scaled;
-  scale_to_input(scan, scaled, cv::Size(spec.width, spec.height));
+  cv::Mat scaled = scan;  // a scan of the input size is read in place
+  if (scan.size() != cv::Size(spec.width, spec.height)) scale_to_input(scan, scaled, cv::Size(spec.width, spec.height));
   const double range = scan.depth() == CV_16U ? 65535.0 : 255.0;
   const size_t plane = static_cast<size_t>(spec.height) * static_cast<size_t>(spec.width);
   for (int c = 0; c < spec.channels; ++c) {

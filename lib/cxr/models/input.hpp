@@ -8,7 +8,8 @@
 
 namespace cxr::models {
 
-/// Scales a copy of an 8- or 16-bit grey scan to `size` (width x height), keeping its depth.
+/// Scales a copy of an 8- or 16-bit grey scan to `size` (width x height), keeping its depth, with
+/// Pillow's antialiased bilinear (torchvision's Resize on PIL images; cxr::preprocess::resize).
 /// A scan already of that size is copied unchanged.
 void scale_to_input(const cv::Mat& scan, cv::Mat& dst, cv::Size size);
 
