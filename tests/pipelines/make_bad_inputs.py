@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 out = sys.argv[1]
@@ -74,7 +75,13 @@ def dicom(name, rows, cols, with_pixels=True, ts=ExplicitVRLittleEndian):
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     if with_pixels:
-        ds.PixelData = np.zeros((min(rows, 4), min(cols, 4)), np.uint8).tobytes()
+        pixels = np.zeros((min(rows, 4), min(cols, 4)), np.uint8).tobytes()
+        if ts == ExplicitVRLittleEndian:
+            ds.PixelData = pixels
+        else:
+            # Compressed syntaxes carry encapsulated fragments.
+            ds.PixelData = encapsulate([pixels])
+            ds["PixelData"].is_undefined_length = True
     ds.is_little_endian, ds.is_implicit_VR = True, False
     path = os.path.join(out, name)
     ds.save_as(path, write_like_original=False)
