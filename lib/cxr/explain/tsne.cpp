@@ -175,10 +175,11 @@ Matrix to_matrix(const cv::Mat& m, const char* what) {
   return out;
 }
 
-/// Calls fn(i, dist) for every row i with dist[j] = |x_i - x_j|^2 for all j. Rows are computed
+/// Calls fn(i, dist, worker) for every row i with dist[j] = |x_i - x_j|^2 for all j. Rows are computed
 /// in tiles against the transposed data so the innermost loop runs over contiguous columns
 /// with no reduction (it vectorises); each distance is summed over dimensions in order, so its
-/// value does not depend on tiling or threads. fn is called concurrently for different rows.
+/// value does not depend on tiling or threads. fn is called concurrently for different rows, at
+/// most one at a time per worker in [0, pool.size()).
 template <class F>
 void for_each_distance_row(const Matrix& x, WorkPool& pool, F&& fn) {
   const int n = x.n, d = x.d;
@@ -205,7 +206,7 @@ void for_each_distance_row(const Matrix& x, WorkPool& pool, F&& fn) {
         }
       }
     }
-    for (int i = i0; i < i1; ++i) fn(i, buf.data() + static_cast<size_t>(i - i0) * n);
+    for (int i = i0; i < i1; ++i) fn(i, buf.data() + static_cast<size_t>(i - i0) * n, worker);
   });
 }
 
@@ -242,10 +243,11 @@ std::vector<double> dense_affinities(const Matrix& x, double perplexity, WorkPoo
   const int n = x.n;
   std::vector<double> p(static_cast<size_t>(n) * n, 0.0);
   // Calibrate each row against every other point.
-  for_each_distance_row(x, pool, [&](int i, const double* dist) {
-    thread_local std::vector<double> others, cond;
-    others.resize(static_cast<size_t>(n - 1));
-    cond.resize(static_cast<size_t>(n - 1));
+  std::vector<std::vector<double>> scratch(static_cast<size_t>(pool.size()) * 2,
+                                           std::vector<double>(static_cast<size_t>(n - 1)));
+  for_each_distance_row(x, pool, [&](int i, const double* dist, int worker) {
+    std::vector<double>& others = scratch[static_cast<size_t>(worker) * 2];
+    std::vector<double>& cond = scratch[static_cast<size_t>(worker) * 2 + 1];
     for (int j = 0, m = 0; j < n; ++j)
       if (j != i) others[static_cast<size_t>(m++)] = dist[j];
     tsne_calibrate_row(others.data(), n - 1, perplexity, cond.data());
@@ -274,11 +276,12 @@ SparseP sparse_affinities(const Matrix& x, double perplexity, WorkPool& pool) {
   std::vector<int> nbr(static_cast<size_t>(n) * k);
   std::vector<double> cond(static_cast<size_t>(n) * k);
   // Exact k nearest neighbours (ties broken by index), then calibrate over them.
-  for_each_distance_row(x, pool, [&](int i, const double* dist) {
-    thread_local std::vector<std::pair<double, int>> cand;
-    thread_local std::vector<double> d2;
+  std::vector<std::vector<std::pair<double, int>>> cands(static_cast<size_t>(pool.size()));
+  std::vector<std::vector<double>> d2s(static_cast<size_t>(pool.size()), std::vector<double>(static_cast<size_t>(k)));
+  for_each_distance_row(x, pool, [&](int i, const double* dist, int worker) {
+    std::vector<std::pair<double, int>>& cand = cands[static_cast<size_t>(worker)];
+    std::vector<double>& d2 = d2s[static_cast<size_t>(worker)];
     k_nearest(dist, n, i, k, cand);
-    d2.resize(static_cast<size_t>(k));
     for (int m = 0; m < k; ++m) {
       d2[static_cast<size_t>(m)] = cand[static_cast<size_t>(m)].first;
       nbr[static_cast<size_t>(i) * k + m] = cand[static_cast<size_t>(m)].second;
@@ -872,14 +875,15 @@ double trustworthiness(const cv::Mat& data, const cv::Mat& embedding, int k, int
   WorkPool pool(thread_count(threads, (n + kTileRows - 1) / kTileRows));
   // k nearest neighbours in the embedding.
   std::vector<int> nbr(static_cast<size_t>(n) * k);
-  for_each_distance_row(e, pool, [&](int i, const double* dist) {
-    thread_local std::vector<std::pair<double, int>> cand;
+  std::vector<std::vector<std::pair<double, int>>> cands(static_cast<size_t>(pool.size()));
+  for_each_distance_row(e, pool, [&](int i, const double* dist, int worker) {
+    std::vector<std::pair<double, int>>& cand = cands[static_cast<size_t>(worker)];
     k_nearest(dist, n, i, k, cand);
     for (int m = 0; m < k; ++m) nbr[static_cast<size_t>(i) * k + m] = cand[static_cast<size_t>(m)].second;
   });
   // Rank in the data of each embedding neighbour: 1 + the number of points closer to i.
   std::vector<double> penalty(static_cast<size_t>(n), 0.0);
-  for_each_distance_row(x, pool, [&](int i, const double* dist) {
+  for_each_distance_row(x, pool, [&](int i, const double* dist, int) {
     long long sum = 0;
     for (int m = 0; m < k; ++m) {
       const int j = nbr[static_cast<size_t>(i) * k + m];
