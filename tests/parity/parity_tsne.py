@@ -9,9 +9,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.manifold import TSNE, trustworthiness
+# One OpenMP thread for scikit-learn's Barnes-Hut gradient: its result does not depend on the
+# thread count, and on a shared machine spinning OpenMP workers cost far more than they give.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.manifold import TSNE, trustworthiness  # noqa: E402
 
 TOOLS = os.environ.get("CXR_TOOLS", "build/tools")
 CXR = os.path.join(TOOLS, "cxr")
