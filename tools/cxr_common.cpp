@@ -81,8 +81,12 @@ RunStats run_pipeline(GstElement* pipeline, bool progress) {
       const uint64_t n = done_buffers.load();
       const double rate = s > 0 ? n / s : 0;
       const double eta = rate > 0 ? (total - std::min(total, n)) / rate : 0;
-      std::fprintf(stderr, "\r%llu/%llu scans  %.1f scans/s  ETA %.0f s   ", (unsigned long long)n,
-                   (unsigned long long)total, rate, eta);
+      const int width = 30;
+      const int filled = static_cast<int>(width * std::min(n, total) / total);
+      const long e = static_cast<long>(eta + 0.5);
+      std::fprintf(stderr, "\r[%.*s%*s] %llu/%llu scans  %.1f scans/s  ETA %ld:%02ld   ", filled,
+                   "##############################", width - filled, "", (unsigned long long)n,
+                   (unsigned long long)total, rate, e / 60, e % 60);
     }
     if (!msg) continue;
     bool done = false;
