@@ -20,6 +20,8 @@ CXR_PACKAGES=(
   libtorch-dev libopenblas0-pthread
   # reference implementations for the parity tests
   python3-torchvision python3-sklearn python3-pydicom python3-pil python3-numpy
+  # PACS integration tests: a real Orthanc on loopback
+  orthanc
 )
 
 cxr_install_packages() {
