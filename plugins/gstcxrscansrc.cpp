@@ -22,11 +22,13 @@
 #include "gstcxrscansrc.h"
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
 
 #include "cxr/data/dataset.hpp"
+#include "cxr/data/sampling.hpp"
 #include "cxr/error.hpp"
 #include "gst/gstcxrevents.h"
 #include "gst/gstcxrguard.hpp"
@@ -47,20 +49,33 @@ enum {
   PROP_EXTENSIONS,
   PROP_MAX_FILE_SIZE,
   PROP_ON_ERROR,
+  PROP_SPLIT,
+  PROP_SEED,
+  PROP_EPOCHS,
+  PROP_SHUFFLE,
+  PROP_UNDERSAMPLE,
 };
 #define DEFAULT_MAX_FILE_SIZE (G_GUINT64_CONSTANT(2) << 30)
 #define DEFAULT_ON_ERROR GST_CXR_ON_ERROR_SKIP
+#define DEFAULT_SEED 42
+#define DEFAULT_EPOCHS 1
+#define DEFAULT_SHUFFLE FALSE
 
 struct _GstCxrScanSrc {
   GstPushSrc parent;
 
   gchar *location, *labels, *path_column, *label_column, *label_columns, *patient_column, *classes, *extensions;
-  guint64 max_file_size;
+  gchar *split, *undersample;
+  guint64 max_file_size, seed;
+  guint epochs;
+  gboolean shuffle;
   GstCxrOnError on_error;
 
-  cxr::data::Dataset *dataset;  // built in start(), freed in stop()
-  guint64 position;
-  gboolean sent_dataset;
+  // Built in start(), freed in stop().
+  cxr::data::Dataset *dataset;
+  std::vector<cxr::data::Phase> *phases;
+  gsize phase, position;  // current phase, position within it
+  gboolean sent_dataset, in_phase;
 };
 
 G_DEFINE_TYPE(GstCxrScanSrc, gst_cxr_scan_src, GST_TYPE_PUSH_SRC)
@@ -95,6 +110,11 @@ static void gst_cxr_scan_src_set_property(GObject *object, guint prop_id, const 
     case PROP_EXTENSIONS: gst_cxr_meta_set_string(&self->extensions, g_value_get_string(value)); break;
     case PROP_MAX_FILE_SIZE: self->max_file_size = g_value_get_uint64(value); break;
     case PROP_ON_ERROR: self->on_error = static_cast<GstCxrOnError>(g_value_get_enum(value)); break;
+    case PROP_SPLIT: gst_cxr_meta_set_string(&self->split, g_value_get_string(value)); break;
+    case PROP_UNDERSAMPLE: gst_cxr_meta_set_string(&self->undersample, g_value_get_string(value)); break;
+    case PROP_SEED: self->seed = g_value_get_uint64(value); break;
+    case PROP_EPOCHS: self->epochs = g_value_get_uint(value); break;
+    case PROP_SHUFFLE: self->shuffle = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -114,18 +134,23 @@ static void gst_cxr_scan_src_get_property(GObject *object, guint prop_id, GValue
     case PROP_EXTENSIONS: g_value_set_string(value, self->extensions); break;
     case PROP_MAX_FILE_SIZE: g_value_set_uint64(value, self->max_file_size); break;
     case PROP_ON_ERROR: g_value_set_enum(value, self->on_error); break;
+    case PROP_SPLIT: g_value_set_string(value, self->split); break;
+    case PROP_UNDERSAMPLE: g_value_set_string(value, self->undersample); break;
+    case PROP_SEED: g_value_set_uint64(value, self->seed); break;
+    case PROP_EPOCHS: g_value_set_uint(value, self->epochs); break;
+    case PROP_SHUFFLE: g_value_set_boolean(value, self->shuffle); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
 }
 
-static GstStructure *dataset_structure(const cxr::data::Dataset &ds, const gchar *name) {
+static GstStructure *dataset_structure(const cxr::data::Dataset &ds, guint64 total, const gchar *name) {
   std::vector<const gchar *> names;
   for (const auto &c : ds.classes) names.push_back(c.c_str());
   const auto c = ds.class_counts();
   const std::vector<guint64> counts(c.begin(), c.end());
   GstEvent *ev = gst_cxr_event_new_dataset(cxr::data::to_string(ds.task), names.data(), counts.data(),
-                                           static_cast<guint>(names.size()), ds.samples.size());
+                                           static_cast<guint>(names.size()), total);
   GstStructure *s = gst_structure_copy(gst_event_get_structure(ev));
   gst_event_unref(ev);
   gst_structure_set_name(s, name);
@@ -145,17 +170,37 @@ static gboolean gst_cxr_scan_src_start(GstBaseSrc *src) {
     p.patient_column = self->patient_column ? self->patient_column : "";
     p.classes = split_commas(self->classes);
     for (auto &e : split_commas(self->extensions)) p.extensions.push_back(e[0] == '.' ? e.substr(1) : e);
+    const std::string split = self->split ? self->split : "";
+    const std::string under = self->undersample ? self->undersample : "";
+    const guint64 seed = self->seed;
+    const guint epochs = self->epochs;
+    const gboolean shuffle = self->shuffle;
     GST_OBJECT_UNLOCK(self);
     if (p.location.empty() && p.labels.empty()) throw cxr::InvalidArgument("no location set");
 
-    auto *ds = new cxr::data::Dataset(cxr::data::index_dataset(p));
+    auto ds = std::make_unique<cxr::data::Dataset>(cxr::data::index_dataset(p));
+    cxr::data::undersample(*ds, under, seed);
+    if (!split.empty()) {
+      cxr::data::SplitParams sp;
+      sp.fractions = cxr::data::parse_fractions(split);
+      sp.seed = seed;
+      cxr::data::assign_splits(*ds, sp);
+    }
+    auto phases = std::make_unique<std::vector<cxr::data::Phase>>(
+        cxr::data::epoch_schedule(*ds, epochs, shuffle, seed));
+    guint64 total = 0;
+    for (const auto &ph : *phases) total += ph.order.size();
     delete self->dataset;
-    self->dataset = ds;
-    self->position = 0;
-    self->sent_dataset = FALSE;
-    GST_INFO_OBJECT(self, "%zu scans, %zu classes", ds->samples.size(), ds->classes.size());
-    gst_element_post_message(GST_ELEMENT(self),
-                             gst_message_new_element(GST_OBJECT(self), dataset_structure(*ds, GST_CXR_EVENT_DATASET)));
+    delete self->phases;
+    self->dataset = ds.release();
+    self->phases = phases.release();
+    self->phase = self->position = 0;
+    self->sent_dataset = self->in_phase = FALSE;
+    GST_INFO_OBJECT(self, "%zu scans, %zu classes, %zu phases", self->dataset->samples.size(),
+                    self->dataset->classes.size(), self->phases->size());
+    gst_element_post_message(
+        GST_ELEMENT(self),
+        gst_message_new_element(GST_OBJECT(self), dataset_structure(*self->dataset, total, GST_CXR_EVENT_DATASET)));
     return TRUE;
   });
 }
@@ -164,6 +209,8 @@ static gboolean gst_cxr_scan_src_stop(GstBaseSrc *src) {
   GstCxrScanSrc *self = GST_CXR_SCAN_SRC(src);
   delete self->dataset;
   self->dataset = nullptr;
+  delete self->phases;
+  self->phases = nullptr;
   return TRUE;
 }
 
@@ -201,9 +248,10 @@ static GstBuffer *read_scan(const std::string &path, guint64 max_size, std::stri
   return buf;
 }
 
-static void fill_meta(GstCxrScanMeta *meta, const cxr::data::Sample &s, guint64 index) {
+static void fill_meta(GstCxrScanMeta *meta, const cxr::data::Sample &s, guint64 index, guint epoch) {
   gst_cxr_meta_set_string(&meta->path, s.path.c_str());
   meta->index = index;
+  meta->epoch = epoch;
   meta->split = static_cast<GstCxrSplit>(s.split);
   meta->label = s.label;
   if (!s.labels.empty()) gst_cxr_scan_meta_set_labels(meta, s.labels.data(), static_cast<guint>(s.labels.size()));
@@ -219,31 +267,47 @@ static GstFlowReturn gst_cxr_scan_src_create(GstPushSrc *psrc, GstBuffer **outbu
   const GstCxrOnError on_error = self->on_error;
   GST_OBJECT_UNLOCK(self);
 
+  GstPad *pad = GST_BASE_SRC_PAD(bsrc);
   if (!self->sent_dataset) {
     // Sticky events are ordered: this one must follow the segment, which GstBaseSrc would
     // only send with the first buffer. Send the segment now; GstBaseSrc's own copy replaces
     // it in place.
-    gst_pad_push_event(GST_BASE_SRC_PAD(bsrc), gst_event_new_segment(&bsrc->segment));
-    GstStructure *s = dataset_structure(*self->dataset, GST_CXR_EVENT_DATASET);
-    gst_pad_push_event(GST_BASE_SRC_PAD(bsrc), gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
+    gst_pad_push_event(pad, gst_event_new_segment(&bsrc->segment));
+    guint64 total = 0;
+    for (const auto &ph : *self->phases) total += ph.order.size();
+    GstStructure *s = dataset_structure(*self->dataset, total, GST_CXR_EVENT_DATASET);
+    gst_pad_push_event(pad, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
     self->sent_dataset = TRUE;
   }
 
-  while (self->position < self->dataset->samples.size()) {
-    const guint64 index = self->position++;
+  while (self->phase < self->phases->size()) {
+    const cxr::data::Phase &ph = (*self->phases)[self->phase];
+    const GstCxrSplit split = static_cast<GstCxrSplit>(ph.split);
+    if (!self->in_phase) {
+      gst_pad_push_event(pad, gst_cxr_event_new_phase(ph.epoch, split, TRUE, ph.order.size()));
+      self->in_phase = TRUE;
+    }
+    if (self->position >= ph.order.size()) {
+      gst_pad_push_event(pad, gst_cxr_event_new_phase(ph.epoch, split, FALSE, ph.order.size()));
+      self->in_phase = FALSE;
+      self->position = 0;
+      self->phase++;
+      continue;
+    }
+    const guint64 index = ph.order[self->position++];
     const cxr::data::Sample &s = self->dataset->samples[index];
     std::string reason;
     GstBuffer *buf = read_scan(s.path, max_size, reason);
     if (!buf) {
       // Report it against a placeholder buffer that carries the scan's meta.
       GstBuffer *tmp = gst_buffer_new();
-      fill_meta(gst_buffer_add_cxr_scan_meta(tmp), s, index);
-      GstFlowReturn ret = gst_cxr_scan_failed(GST_ELEMENT(self), GST_BASE_SRC_PAD(bsrc), tmp, reason, on_error);
+      fill_meta(gst_buffer_add_cxr_scan_meta(tmp), s, index, ph.epoch);
+      GstFlowReturn ret = gst_cxr_scan_failed(GST_ELEMENT(self), pad, tmp, reason, on_error);
       gst_buffer_unref(tmp);
       if (ret != GST_FLOW_OK) return ret;
       continue;
     }
-    fill_meta(gst_buffer_add_cxr_scan_meta(buf), s, index);
+    fill_meta(gst_buffer_add_cxr_scan_meta(buf), s, index, ph.epoch);
     GST_BUFFER_OFFSET(buf) = index;
     GST_BUFFER_OFFSET_END(buf) = index + 1;
     *outbuf = buf;
@@ -262,7 +326,10 @@ static void gst_cxr_scan_src_finalize(GObject *object) {
   g_free(self->patient_column);
   g_free(self->classes);
   g_free(self->extensions);
+  g_free(self->split);
+  g_free(self->undersample);
   delete self->dataset;
+  delete self->phases;
   G_OBJECT_CLASS(gst_cxr_scan_src_parent_class)->finalize(object);
 }
 
@@ -308,6 +375,29 @@ static void gst_cxr_scan_src_class_init(GstCxrScanSrcClass *klass) {
       g_param_spec_enum("on-error", "On error", "What an unreadable file does", GST_TYPE_CXR_ON_ERROR, DEFAULT_ON_ERROR,
                         static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
 
+  install_string(gobject_class, PROP_SPLIT, "split", "Split",
+                 "Train/val/test fractions, e.g. 0.7,0.15,0.15: stratified by class, patient-grouped when the index "
+                 "has patients, seeded (unset: the train/ val/ test/ folders or CSV split column, if any)");
+  install_string(gobject_class, PROP_UNDERSAMPLE, "undersample", "Undersample",
+                 "Cut classes at random before splitting: 'balance' or 'class:count[,class:count]'");
+  g_object_class_install_property(
+      gobject_class, PROP_SEED,
+      g_param_spec_uint64("seed", "Seed", "Seed of the split, the undersampling and the per-epoch shuffle", 0,
+                          G_MAXUINT64, DEFAULT_SEED,
+                          static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+  g_object_class_install_property(
+      gobject_class, PROP_EPOCHS,
+      g_param_spec_uint("epochs", "Epochs",
+                        "Passes over the data: each epoch the train split (reshuffled with shuffle=true), then the val "
+                        "split; the test split once at the end",
+                        1, G_MAXUINT, DEFAULT_EPOCHS,
+                        static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+  g_object_class_install_property(
+      gobject_class, PROP_SHUFFLE,
+      g_param_spec_boolean("shuffle", "Shuffle", "Reshuffle the train split (or all scans) every epoch",
+                           DEFAULT_SHUFFLE,
+                           static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
   gst_element_class_set_static_metadata(element_class, "Chest X-ray scan source", "Source/File",
                                         "Emits the scans of a folder, list or CSV index, one buffer per file",
                                         "gst-cxr developers");
@@ -323,5 +413,8 @@ static void gst_cxr_scan_src_class_init(GstCxrScanSrcClass *klass) {
 static void gst_cxr_scan_src_init(GstCxrScanSrc *self) {
   self->max_file_size = DEFAULT_MAX_FILE_SIZE;
   self->on_error = DEFAULT_ON_ERROR;
+  self->seed = DEFAULT_SEED;
+  self->epochs = DEFAULT_EPOCHS;
+  self->shuffle = DEFAULT_SHUFFLE;
   gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_BYTES);
 }

@@ -170,3 +170,44 @@ TEST_CASE("cxrscansrc reads a ChestX-ray8 style CSV index", "[scansrc]") {
   CHECK(n == 3);
   gst_harness_teardown(h);
 }
+
+TEST_CASE("cxrscansrc splits, undersamples and loops epochs with phase events", "[scansrc]") {
+  GstHarness* h = scansrc("location=" + cxrtest::samples("pneumonia") +
+                          " split=0.5,0.25,0.25 epochs=2 shuffle=true seed=7 undersample=normal:8");
+  // 20 + 8 + 20 scans: per class train 10/4/10, val 5/2/5, test 5/2/5.
+  const guint64 expected = 2 * (24 + 12) + 12;
+  std::vector<std::string> phases;
+  std::vector<std::pair<guint, GstCxrSplit>> seen;
+  for (guint64 i = 0; i < expected; ++i) {
+    GstBuffer* b = gst_harness_pull(h);
+    REQUIRE(b);
+    const GstCxrScanMeta* m = gst_buffer_get_cxr_scan_meta(b);
+    seen.emplace_back(m->epoch, m->split);
+    gst_buffer_unref(b);
+  }
+  // Phases: epoch 0 train, val; epoch 1 train, val; test.
+  std::vector<std::pair<guint, GstCxrSplit>> runs;
+  for (const auto& s : seen)
+    if (runs.empty() || runs.back() != s) runs.push_back(s);
+  REQUIRE(runs.size() == 5);
+  CHECK(runs[0] == std::make_pair(0u, GST_CXR_SPLIT_TRAIN));
+  CHECK(runs[1] == std::make_pair(0u, GST_CXR_SPLIT_VAL));
+  CHECK(runs[2] == std::make_pair(1u, GST_CXR_SPLIT_TRAIN));
+  CHECK(runs[3] == std::make_pair(1u, GST_CXR_SPLIT_VAL));
+  CHECK(runs[4] == std::make_pair(1u, GST_CXR_SPLIT_TEST));
+  int starts = 0, ends = 0;
+  guint64 total = 0;
+  while (GstEvent* ev = gst_harness_try_pull_event(h)) {
+    if (const GstStructure* s = gst_cxr_event_get(ev, GST_CXR_EVENT_PHASE)) {
+      const std::string state = gst_structure_get_string(s, "state");
+      starts += state == "start";
+      ends += state == "end";
+    }
+    if (const GstStructure* s = gst_cxr_event_get(ev, GST_CXR_EVENT_DATASET)) gst_structure_get_uint64(s, "total", &total);
+    gst_event_unref(ev);
+  }
+  CHECK(total == expected);
+  CHECK(starts == 5);
+  CHECK(ends >= 4);  // the last end may still be on its way with EOS
+  gst_harness_teardown(h);
+}

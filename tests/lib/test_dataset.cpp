@@ -136,3 +136,119 @@ TEST_CASE("bad indexes name the file and line", "[dataset][csv]") {
   CHECK_THROWS_AS(index_dataset(q), cxr::IoError);
   CHECK_THROWS_AS(index_dataset(IndexParams{}), cxr::InvalidArgument);
 }
+
+// ---- sampling --------------------------------------------------------------------------------
+#include <map>
+#include <set>
+
+#include "cxr/data/sampling.hpp"
+
+namespace {
+Dataset synthetic(int per_class_a, int per_class_b, bool patients = false) {
+  Dataset ds;
+  ds.task = Task::Multiclass;
+  ds.classes = {"a", "b"};
+  for (int i = 0; i < per_class_a + per_class_b; ++i) {
+    Sample s;
+    s.path = "s" + std::to_string(i);
+    s.label = i < per_class_a ? 0 : 1;
+    if (patients) s.patient_id = "p" + std::to_string(i / 3);  // 3 scans per patient
+    ds.samples.push_back(s);
+  }
+  return ds;
+}
+std::map<Split, int> split_counts(const Dataset& ds, int label = -2) {
+  std::map<Split, int> n;
+  for (const auto& s : ds.samples)
+    if (label == -2 || s.label == label) n[s.split]++;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("stratified split keeps class proportions and is seeded", "[sampling]") {
+  Dataset ds = synthetic(100, 40);
+  SplitParams p;
+  p.fractions = parse_fractions("0.7,0.15,0.15");
+  p.seed = 30;
+  assign_splits(ds, p);
+  auto a = split_counts(ds, 0), b = split_counts(ds, 1);
+  CHECK(a[Split::Train] == 70);
+  CHECK(a[Split::Val] == 15);
+  CHECK(a[Split::Test] == 15);
+  CHECK(b[Split::Train] == 28);
+  CHECK(b[Split::Val] == 6);
+  CHECK(b[Split::Test] == 6);
+  Dataset again = synthetic(100, 40);
+  assign_splits(again, p);
+  for (size_t i = 0; i < ds.samples.size(); ++i) CHECK(ds.samples[i].split == again.samples[i].split);
+  Dataset other = synthetic(100, 40);
+  p.seed = 31;
+  assign_splits(other, p);
+  int differ = 0;
+  for (size_t i = 0; i < ds.samples.size(); ++i) differ += ds.samples[i].split != other.samples[i].split;
+  CHECK(differ > 10);
+}
+
+TEST_CASE("patient-grouped split puts no patient in two splits", "[sampling]") {
+  Dataset ds = synthetic(150, 150, true);
+  SplitParams p;
+  p.fractions = {0.7, 0.15, 0.15};
+  assign_splits(ds, p);
+  std::map<std::string, std::set<Split>> seen;
+  for (const auto& s : ds.samples) seen[s.patient_id].insert(s.split);
+  for (const auto& [pid, splits] : seen) CHECK(splits.size() == 1);
+  auto n = split_counts(ds);
+  CHECK(std::abs(n[Split::Train] - 210) <= 3);
+  CHECK(std::abs(n[Split::Val] - 45) <= 3);
+  CHECK(std::abs(n[Split::Test] - 45) <= 3);
+}
+
+TEST_CASE("fractions are validated", "[sampling]") {
+  CHECK(parse_fractions("0.8,0.2") == std::vector<double>{0.8, 0.2, 0.0});
+  CHECK_THROWS_WITH(parse_fractions("0.7,0.2,0.2"), Catch::Contains("sum to"));
+  CHECK_THROWS_WITH(parse_fractions("0.7,x,0.3"), Catch::Contains("'x'"));
+  CHECK_THROWS_AS(parse_fractions("1"), cxr::InvalidArgument);
+}
+
+TEST_CASE("undersampling cuts classes to a count or to balance", "[sampling]") {
+  Dataset ds = synthetic(100, 40);
+  undersample(ds, "a:40", 1);
+  CHECK(ds.class_counts() == std::vector<uint64_t>{40, 40});
+  // Survivors keep their original order.
+  for (size_t i = 1; i < ds.samples.size(); ++i)
+    CHECK(std::stoi(ds.samples[i - 1].path.substr(1)) < std::stoi(ds.samples[i].path.substr(1)));
+  Dataset bal = synthetic(100, 40);
+  undersample(bal, "balance", 1);
+  CHECK(bal.class_counts() == std::vector<uint64_t>{40, 40});
+  Dataset bad = synthetic(3, 3);
+  CHECK_THROWS_WITH(undersample(bad, "c:1", 1), Catch::Contains("unknown class 'c'") && Catch::Contains("a, b"));
+  CHECK_THROWS_WITH(undersample(bad, "a", 1), Catch::Contains("class:count"));
+}
+
+TEST_CASE("epoch schedule: train reshuffled per epoch, then val; test once", "[sampling]") {
+  Dataset ds = synthetic(20, 20);
+  SplitParams p;
+  p.fractions = {0.5, 0.25, 0.25};
+  assign_splits(ds, p);
+  const auto phases = epoch_schedule(ds, 3, true, 42);
+  REQUIRE(phases.size() == 7);
+  for (unsigned e = 0; e < 3; ++e) {
+    CHECK(phases[2 * e].split == Split::Train);
+    CHECK(phases[2 * e].epoch == e);
+    CHECK(phases[2 * e + 1].split == Split::Val);
+    CHECK(phases[2 * e].order.size() == 20);
+  }
+  CHECK(phases[6].split == Split::Test);
+  CHECK(phases[6].epoch == 2);
+  CHECK(phases[0].order != phases[2].order);      // reshuffled
+  CHECK(phases[1].order == phases[3].order);      // val in a fixed order
+  auto sorted0 = phases[0].order, sorted2 = phases[2].order;
+  std::sort(sorted0.begin(), sorted0.end());
+  std::sort(sorted2.begin(), sorted2.end());
+  CHECK(sorted0 == sorted2);                      // same scans
+  CHECK(epoch_schedule(ds, 3, true, 42)[2].order == phases[2].order);  // seeded
+  // Without splits: everything, every epoch.
+  const auto plain = epoch_schedule(synthetic(2, 2), 2, false, 0);
+  REQUIRE(plain.size() == 2);
+  CHECK(plain[1].order == std::vector<size_t>{0, 1, 2, 3});
+}
