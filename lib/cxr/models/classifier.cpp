@@ -52,6 +52,30 @@ torch::Tensor activate(torch::Tensor x, Act act) {
   return x;
 }
 
+torch::Tensor activate_(torch::Tensor x, Act act) {
+  switch (act) {
+    case Act::None: return x;
+    case Act::ReLU: return torch::relu_(x);
+    case Act::Hardswish: return torch::hardswish_(x);
+    case Act::Hardsigmoid: return torch::hardsigmoid_(x);
+    case Act::SiLU: return torch::silu_(x);
+    case Act::Sigmoid: return torch::sigmoid_(x);
+  }
+  return x;
+}
+
+void prepare_for_inference(ClassifierImpl& model, const torch::Device& device, torch::ScalarType dtype,
+                           bool channels_last) {
+  model.eval();
+  model.fold_batchnorm();
+  model.to(device, dtype);
+  if (!channels_last) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+}
+
 torch::Tensor ActivationImpl::forward(torch::Tensor x) { return activate(std::move(x), act_); }
 
 ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, Act act,
@@ -71,7 +95,7 @@ ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, int64_t kernel, int64_
 torch::Tensor ConvNormActImpl::forward(torch::Tensor x) {
   x = conv->forward(x);
   if (!folded_) x = bn->forward(x);
-  return activate(x, act_);
+  return activate_(x, act_);  // x is this module's own output
 }
 
 void ConvNormActImpl::fold() {
@@ -92,6 +116,12 @@ SqueezeExcitationImpl::SqueezeExcitationImpl(int64_t channels, int64_t squeeze, 
 torch::Tensor SqueezeExcitationImpl::forward(torch::Tensor x) {
   // Global mean as a reduction: the same numbers as adaptive_avg_pool2d(1), and faster on CPU.
   auto s = x.mean({2, 3}, /*keepdim=*/true);
+  // In inference nothing else reads these tensors; training keeps them for the backward pass
+  // (torchvision's SE is not in place either).
+  if (c10::InferenceMode::is_enabled()) {
+    s = activate_(fc2->forward(activate_(fc1->forward(s), act_)), scale_act_);
+    return x.mul_(s);
+  }
   s = activate(fc1->forward(s), act_);
   s = activate(fc2->forward(s), scale_act_);
   return x * s;

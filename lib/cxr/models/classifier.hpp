@@ -63,6 +63,12 @@ class ClassifierImpl : public torch::nn::Module {
   bool folded_ = false;
 };
 
+/// Readies a loaded model for inference: eval(), BatchNorm folded, moved to `device` / `dtype`,
+/// and 4-D weights in channels-last layout when asked (faster with oneDNN convolutions on the
+/// CPU; bench_infer.py measures it). Inputs should then be channels-last too.
+void prepare_for_inference(ClassifierImpl& model, const torch::Device& device, torch::ScalarType dtype,
+                           bool channels_last);
+
 /// Creates an architecture by torchvision name with `num_classes` outputs, initialised as
 /// torchvision initialises it. Throws cxr::InvalidArgument for unknown names.
 std::shared_ptr<ClassifierImpl> make_classifier(const std::string& architecture, int64_t num_classes);
@@ -88,6 +94,8 @@ TORCH_MODULE(Activation);
 
 /// Applies `act` (Act::None = identity).
 torch::Tensor activate(torch::Tensor x, Act act);
+/// Applies `act` in place (for outputs nobody else holds, as torchvision's inplace=True).
+torch::Tensor activate_(torch::Tensor x, Act act);
 
 /// BatchNorm settings of an architecture (torchvision's norm_layer partials).
 struct NormOptions {

@@ -69,6 +69,7 @@ struct Predictor::Impl {
   std::shared_ptr<ClassifierImpl> net;
   std::unique_ptr<torch::jit::Module> script;
   torch::Tensor batch;  // [max_batch, C, H, W] float32 on the CPU
+  bool channels_last = false;
 
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* embedding) {
     if (net) {
@@ -115,9 +116,13 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
     } catch (const WeightsError& e) {
       throw WeightsError(who + " (" + m.card.architecture + ", " + std::to_string(n_classes) + " classes): " + e.what());
     }
-    m.net->eval();
-    if (options.fold_batchnorm) m.net->fold_batchnorm();
-    m.net->to(m.device, m.dtype);
+    if (options.fold_batchnorm) {
+      m.channels_last = !m.device.is_cuda() || m.dtype != torch::kFloat;
+      prepare_for_inference(*m.net, m.device, m.dtype, m.channels_last);
+    } else {
+      m.net->eval();
+      m.net->to(m.device, m.dtype);
+    }
   }
   m.batch = torch::zeros({options.max_batch, in.channels, in.height, in.width}, torch::kFloat);
   if (m.device.is_cuda()) m.batch = m.batch.pin_memory();
@@ -154,6 +159,7 @@ std::vector<Prediction> Predictor::run(size_t n) {
   c10::InferenceMode guard;
   auto x = m.batch.narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);
+  if (m.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor embedding;
   auto logits = m.forward(x, m.options.embeddings ? &embedding : nullptr).to(torch::kCPU, torch::kFloat).contiguous();
   const bool multilabel = m.card.task == Task::Multilabel;

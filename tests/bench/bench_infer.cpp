@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Helper of bench_infer.py: timings that need C++.
+//
+//   bench-infer raw ARCH SIZE BATCH THREADS SECONDS LAYOUT  module forward (folded, InferenceMode;
+//                                                          LAYOUT channels-last or contiguous)
+//   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES    cxrinfer between videotestsrc and fakesink
+//   bench-infer rss CARD SIZE BATCH FRAMES                 VmRSS while streaming FRAMES scans
+//
+// Each prints one line "key value ..." for the driver to parse.
+#include <ATen/Parallel.h>
+#include <gst/gst.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cxr/models/classifier.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+long status_kb(const char* field) {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::string(field).size()));
+  }
+  return -1;
+}
+
+std::string blas_libraries() {
+  std::ifstream f("/proc/self/maps");
+  std::string found;
+  for (std::string line; std::getline(f, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    if ((path.find("blas") != std::string::npos || path.find("mkl") != std::string::npos) &&
+        found.find(path) == std::string::npos) {
+      found += (found.empty() ? "" : ",") + path;
+    }
+  }
+  return found.empty() ? "none" : found;
+}
+
+int raw(const std::string& arch, int size, int batch, int threads, double budget, bool channels_last) {
+  at::set_num_threads(threads);
+  auto net = cxr::models::make_classifier(arch, 3);
+  cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
+  c10::InferenceMode guard;
+  auto x = torch::randn({batch, 3, size, size});
+  if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  net->forward(x);  // warm-up
+  int iters = 0;
+  const auto t0 = Clock::now();
+  do {
+    auto y = torch::softmax(net->forward(x), 1);
+    ++iters;
+  } while (seconds_since(t0) < budget || iters < 3);
+  const double s = seconds_since(t0);
+  std::cout << "raw " << (iters * batch) / s << " threads " << at::get_num_threads() << " blas " << blas_libraries()
+            << "\n";
+  return 0;
+}
+
+struct Probe {
+  int frames = 0;
+  int batch = 1;
+  Clock::time_point first, last;
+  std::vector<long> rss;  // at every 100 frames
+};
+
+GstPadProbeReturn on_buffer(GstPad*, GstPadProbeInfo*, gpointer data) {
+  auto* p = static_cast<Probe*>(data);
+  const auto now = Clock::now();
+  if (p->frames == 0) p->first = now;
+  p->last = now;
+  ++p->frames;
+  if (p->frames % 100 == 0) p->rss.push_back(status_kb("VmRSS:"));
+  return GST_PAD_PROBE_OK;
+}
+
+int pipeline(const std::string& card, int size, int batch, int threads, int frames, bool rss) {
+  if (threads > 0) at::set_num_threads(threads);
+  const std::string desc = "videotestsrc num-buffers=" + std::to_string(frames) +
+                           " pattern=snow ! video/x-raw,format=GRAY8,width=" + std::to_string(size) +
+                           ",height=" + std::to_string(size) + ",framerate=30/1 ! cxrinfer name=infer model=" + card +
+                           " batch-size=" + std::to_string(batch) + " ! fakesink name=sink sync=false";
+  GError* err = nullptr;
+  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
+  if (!pipe) {
+    std::cerr << "bench-infer: " << err->message << "\n";
+    return 1;
+  }
+  Probe probe;
+  probe.batch = batch;
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "sink");
+  GstPad* pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_buffer, &probe, nullptr);
+  gst_object_unref(pad);
+  gst_object_unref(sink);
+  gst_element_set_state(pipe, GST_STATE_PLAYING);
+  GstBus* bus = gst_element_get_bus(pipe);
+  GstMessage* msg =
+      gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  int rc = 0;
+  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+    GError* e = nullptr;
+    gst_message_parse_error(msg, &e, nullptr);
+    std::cerr << "bench-infer: " << e->message << "\n";
+    g_error_free(e);
+    rc = 1;
+  }
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(pipe);
+  if (rc) return rc;
+  if (rss) {
+    std::cout << "rss";
+    for (long kb : probe.rss) std::cout << " " << kb;
+    std::cout << " hwm " << status_kb("VmHWM:") << "\n";
+    return 0;
+  }
+  // Batches arrive in bursts: from the first burst to the last is (frames - batch) scans' work.
+  const double s = std::chrono::duration<double>(probe.last - probe.first).count();
+  std::cout << "pipeline " << (probe.frames - batch) / s << " frames " << probe.frames << " threads "
+            << at::get_num_threads() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gst_init(&argc, &argv);
+  const std::vector<std::string> a(argv + 1, argv + argc);
+  try {
+    if (a.size() == 7 && a[0] == "raw") {
+      return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6] == "channels-last");
+    }
+    if (a.size() == 6 && a[0] == "pipeline") {
+      return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false);
+    }
+    if (a.size() == 5 && a[0] == "rss") return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), 0, std::stoi(a[4]), true);
+  } catch (const std::exception& e) {
+    std::cerr << "bench-infer: " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "usage: bench-infer raw|pipeline|rss ...\n";
+  return 2;
+}

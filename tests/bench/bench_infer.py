@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Inference throughput: cxrinfer in a pipeline vs the raw LibTorch forward vs torchvision eager.
+
+For each architecture, batch 1 and 8, 224 and 255 px, one thread and all threads: images/s of
+  - torchvision eager (this interpreter, torch.inference_mode, eval),
+  - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax), in NCHW
+    and in channels-last (the layout cxrinfer uses on the CPU),
+  - cxrinfer between videotestsrc (GRAY8 frames of the input size) and fakesink (bench-infer
+    pipeline: from the first to the last batch leaving the element).
+Then the resident memory while streaming 1000 scans. Goals: cxrinfer >= 1.2x torchvision eager;
+pipeline overhead <= 10% of the raw forward; RSS flat (growth over the last 900 scans < 5%).
+Exits 1 when a goal is missed. Options: --quick (fewer configurations), --seconds S.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torchvision
+
+ARCHS = ["resnet34", "mobilenet_v3_large", "efficientnet_b1"]
+
+
+def helper():
+    exe = os.path.join(os.environ.get("CXR_BUILD_ROOT", "build"), "tests", "bench", "bench-infer")
+    if not os.path.exists(exe):
+        sys.exit(f"{exe} is missing (build with LibTorch)")
+    return exe
+
+
+def blas_in_python():
+    libs = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1] if "/" in line else ""
+            if "blas" in path or "mkl" in path:
+                libs.add(path)
+    return ",".join(sorted(libs)) or "none"
+
+
+def torchvision_rate(arch, size, batch, threads, seconds):
+    torch.set_num_threads(threads)
+    m = getattr(torchvision.models, arch)(num_classes=3).eval()
+    x = torch.randn(batch, 3, size, size)
+    with torch.inference_mode():
+        m(x)
+        n, t0 = 0, time.perf_counter()
+        while True:
+            torch.softmax(m(x), 1)
+            n += 1
+            if time.perf_counter() - t0 >= seconds and n >= 3:
+                break
+        return n * batch / (time.perf_counter() - t0)
+
+
+def run(*args):
+    r = subprocess.run([helper(), *map(str, args)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"bench-infer {' '.join(map(str, args))} failed: {r.stderr.strip()}")
+    return r.stdout.split()
+
+
+def write_card(tmp, arch, size):
+    weights = os.path.join(tmp, f"{arch}.pth")
+    if not os.path.exists(weights):
+        torch.save(getattr(torchvision.models, arch)(num_classes=3).state_dict(), weights)
+    card = os.path.join(tmp, f"{arch}-{size}.toml")
+    with open(card, "w") as f:
+        f.write(f'[model]\narchitecture = "{arch}"\ntask = "multiclass"\nclasses = ["a", "b", "c"]\n'
+                f'weights = "{weights}"\n[input]\nsize = [{size}, {size}]\nmean = 0.5\nstd = 0.25\n')
+    return card
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    opts = ap.parse_args()
+    all_threads = os.cpu_count() or 1
+    threads_list = sorted({1, all_threads})
+    batches = [1, 8]
+    sizes = [224, 255]
+    archs = ARCHS
+    if opts.quick:
+        batches, sizes = [8], [224]
+    alt = subprocess.run(["update-alternatives", "--display", "libblas.so.3-x86_64-linux-gnu"],
+                         capture_output=True, text=True).stdout.splitlines()
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {all_threads} CPU threads")
+    print(f"libblas.so.3 alternative: {' / '.join(l.strip() for l in alt[:3])}")
+    print(f"BLAS mapped in Python: {blas_in_python()}")
+    failures = []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in archs:
+            for size in sizes:
+                card = write_card(tmp, arch, size)
+                for batch in batches:
+                    for threads in threads_list:
+                        tv = torchvision_rate(arch, size, batch, threads, opts.seconds)
+                        out = run("raw", arch, size, batch, threads, opts.seconds, "channels-last")
+                        raw = float(out[1])
+                        raw_nchw = float(run("raw", arch, size, batch, threads, opts.seconds, "contiguous")[1])
+                        blas_cxx = out[5]
+                        frames = max(4 * batch, int(raw * opts.seconds * 1.5) // batch * batch + batch)
+                        pipe = float(run("pipeline", card, size, batch, threads, frames)[1])
+                        overhead = 1.0 - pipe / raw
+                        rows.append((arch, size, batch, threads, tv, raw_nchw, raw, pipe, pipe / tv, overhead))
+                        print(f"{arch:20s} {size:3d}px batch {batch} threads {threads}: torchvision {tv:7.2f}  "
+                              f"raw NCHW {raw_nchw:7.2f}  raw {raw:7.2f}  cxrinfer {pipe:7.2f} img/s  cxrinfer/torchvision {pipe / tv:4.2f}  "
+                              f"overhead {100 * overhead:5.1f}%", flush=True)
+                        if pipe < 1.2 * tv:
+                            failures.append(f"{arch} {size}px b{batch} t{threads}: cxrinfer {pipe:.2f} < 1.2 x "
+                                            f"torchvision {tv:.2f}")
+                        if overhead > 0.10:
+                            failures.append(f"{arch} {size}px b{batch} t{threads}: pipeline overhead "
+                                            f"{100 * overhead:.1f}% > 10%")
+        print(f"BLAS mapped in bench-infer: {blas_cxx}")
+        print("\n| arch | px | batch | threads | torchvision img/s | raw forward NCHW | raw forward channels-last "
+              "(used) | cxrinfer img/s | cxrinfer / torchvision | pipeline overhead |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for a, s, b, t, tv, rn, raw, pipe, ratio, ov in rows:
+            print(f"| {a} | {s} | {b} | {t} | {tv:.2f} | {rn:.2f} | {raw:.2f} | {pipe:.2f} | {ratio:.2f} | "
+                  f"{100 * ov:.1f}% |")
+
+        card = write_card(tmp, "mobilenet_v3_large", 224)
+        out = run("rss", card, 224, 8, 1000)
+        hwm = int(out[out.index("hwm") + 1])
+        rss = [int(v) for v in out[1:out.index("hwm")]]
+        print(f"\nRSS (MiB) every 100 scans, mobilenet_v3_large 224px batch 8: "
+              f"{' '.join(f'{v / 1024:.0f}' for v in rss)}; peak {hwm / 1024:.0f} MiB")
+        if len(rss) < 10 or rss[-1] > rss[0] * 1.05:
+            failures.append(f"RSS grows while streaming: {rss[0]} -> {rss[-1]} kB")
+    if failures:
+        print("\nGoals missed:\n  " + "\n  ".join(failures))
+        return 1
+    print("\nAll goals met.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
