@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "cxr/train/trainer.hpp"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include "cxr/error.hpp"
+#include "cxr/models/classifier.hpp"
+#include "cxr/models/input.hpp"
+#include "cxr/models/weights.hpp"
+#include "cxr/train/loop.hpp"
+#include "cxr/train/run_files.hpp"
+#include "cxr/util/json.hpp"
+
+namespace cxr::train {
+
+namespace fs = std::filesystem;
+using cxr::util::JsonObject;
+using cxr::util::json_number;
+
+Optimizer optimizer_from_string(const std::string& s) {
+  if (s == "adam") return Optimizer::Adam;
+  if (s == "sgd") return Optimizer::SGD;
+  throw InvalidArgument("unknown optimizer '" + s + "' (expected adam, sgd)");
+}
+
+const char* to_string(Optimizer o) { return o == Optimizer::Adam ? "adam" : "sgd"; }
+
+const char* to_string(Phase p) {
+  switch (p) {
+    case Phase::Train: return "train";
+    case Phase::Val: return "val";
+    case Phase::Test: return "test";
+    default: return "none";
+  }
+}
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string json_array(const std::vector<double>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + json_number(v[i]);
+  return s + "]";
+}
+
+std::string json_matrix(const metrics::Confusion& m) {
+  std::string s = "[";
+  for (size_t i = 0; i < m.size(); ++i) {
+    s += i ? ",[" : "[";
+    for (size_t j = 0; j < m[i].size(); ++j) s += (j ? "," : "") + std::to_string(m[i][j]);
+    s += "]";
+  }
+  return s + "]";
+}
+
+std::string report_json(const metrics::Report& r) {
+  JsonObject o;
+  o.add("n", r.n).add("loss", r.loss).add("accuracy", r.accuracy).add("f1", r.macro_f1);
+  o.add_raw("class_f1", json_array(r.f1));
+  if (r.multilabel) {
+    o.add_raw("auroc", json_array(r.auroc)).add("macro_auroc", r.macro_auroc);
+    std::string cc = "[";
+    for (size_t c = 0; c < r.class_confusion.size(); ++c) cc += (c ? "," : "") + json_matrix(r.class_confusion[c]);
+    o.add_raw("class_confusion", cc + "]");
+  } else {
+    o.add_raw("confusion", json_matrix(r.confusion));
+  }
+  return o.str();
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+torch::Device resolve_device(const std::string& name) {
+  if (name.empty() || name == "auto")
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw InvalidArgument("device '" + name + "': no CUDA device (this LibTorch is CPU-only or no GPU is present)");
+    return torch::Device(name);
+  }
+  throw InvalidArgument("device '" + name + "' is not one of: auto, cpu, cuda, cuda:N");
+}
+
+// Scans, targets and outputs seen in one phase.
+struct PhaseAccumulator {
+  double loss_sum = 0;
+  int64_t n = 0;
+  std::vector<int> truth;
+  std::vector<uint8_t> truth_multi;
+  std::vector<float> probs;
+  std::vector<std::string> paths;
+  std::vector<uint64_t> indices;
+  void clear() { *this = PhaseAccumulator(); }
+};
+
+}  // namespace
+
+std::string EpochRow::json(const std::vector<std::string>& classes) const {
+  (void)classes;
+  JsonObject o;
+  o.add("epoch", epoch).add("train_loss", train.loss).add("train_f1", train.macro_f1)
+      .add("train_accuracy", train.accuracy);
+  if (has_val)
+    o.add("val_loss", val.loss).add("val_f1", val.macro_f1).add("val_accuracy", val.accuracy);
+  else
+    o.add_null("val_loss").add_null("val_f1").add_null("val_accuracy");
+  o.add("lr", lr).add("seconds", seconds).add("best", best).add("train_scans", train.n).add("val_scans", val.n);
+  const metrics::Report& shown = has_val ? val : train;
+  if (shown.multilabel) {
+    o.add_raw(has_val ? "val_class_f1" : "train_class_f1", json_array(shown.f1));
+    o.add_raw(has_val ? "val_auroc" : "train_auroc", json_array(shown.auroc));
+  }
+  return o.str();
+}
+
+struct Trainer::Impl {
+  Trainer* owner = nullptr;
+  TrainConfig cfg;
+  int nc = 0;
+  bool multilabel = false;
+  torch::Device device{torch::kCPU};
+  std::shared_ptr<models::ClassifierImpl> model;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  LossSpec loss;
+  bool size_known = false;
+
+  // The batch being filled (CPU, [B, C, H, W]).
+  torch::Tensor batch;
+  std::vector<int64_t> batch_labels;
+  std::vector<float> batch_multi;
+  std::vector<std::string> batch_paths;
+  std::vector<uint64_t> batch_indices;
+  int64_t filled = 0;
+
+  Phase phase = Phase::None;
+  int epoch = -1;
+  int64_t steps = 0;
+  PhaseAccumulator acc;
+
+  // An epoch whose train phase has closed, waiting for its val phase.
+  bool pending = false;
+  int pending_epoch = -1;
+  metrics::Report pending_train;
+  double lr = 0;
+  std::chrono::steady_clock::time_point epoch_start;
+
+  int done = 0;  // epochs complete
+  int best_epoch = -1;
+  double best_val_loss = std::numeric_limits<double>::infinity();
+  models::StateDict best_state;
+  bool card_written = false;
+  std::vector<std::string> metric_lines;
+  std::vector<EpochRow> history;
+  metrics::Report test;
+  uint64_t errors = 0;
+  bool finished = false;
+  double train_seconds = 0;
+
+  std::string file(const char* name) const { return (fs::path(cfg.output_dir) / name).string(); }
+
+  int64_t slot_floats() const {
+    return static_cast<int64_t>(cfg.input.channels) * cfg.input.height * cfg.input.width;
+  }
+
+  void allocate_batch() {
+    batch = torch::zeros({cfg.batch_size, cfg.input.channels, cfg.input.height, cfg.input.width});
+    size_known = true;
+  }
+
+  void build(Trainer& owner);
+  void restore();
+  void begin(Phase p, int e);
+  void close_phase();
+  void close_epoch(bool has_val, const metrics::Report& val);
+  void run_batch();
+  metrics::Report report() const;
+  void write_card();
+  void write_state(const models::StateDict& dict, const char* name);
+  void write_resume_archive();
+  void write_summary();
+};
+
+void Trainer::Impl::build(Trainer&) {
+  if (cfg.classes.empty()) throw InvalidArgument("cxrtrain: no classes (set a model card, or send a cxr-dataset event)");
+  if (cfg.batch_size <= 0) throw InvalidArgument("batch-size must be > 0, got " + std::to_string(cfg.batch_size));
+  if (cfg.output_dir.empty()) throw InvalidArgument("output-dir is not set");
+  if (cfg.fixed_size && (cfg.input.height <= 0 || cfg.input.width <= 0))
+    throw InvalidArgument("input-size must be positive");
+  nc = static_cast<int>(cfg.classes.size());
+  multilabel = cfg.task == models::Task::Multilabel;
+  if (cfg.name.empty()) cfg.name = cfg.architecture;
+  device = resolve_device(cfg.device);
+  if (cfg.threads > 0) at::set_num_threads(cfg.threads);
+
+  std::error_code ec;
+  fs::create_directories(cfg.output_dir, ec);
+  if (ec) throw IoError("cannot create output-dir " + cfg.output_dir + ": " + ec.message());
+
+  // The seed fixes the initial weights and every later draw (dropout); the stream fixes the order.
+  torch::manual_seed(cfg.seed);
+  model = models::make_classifier(cfg.architecture, nc);
+  if (!cfg.pretrained.empty()) models::load_backbone(*model, cfg.pretrained);
+  model->to(device);
+
+  std::vector<torch::Tensor> params;
+  for (auto& item : model->named_parameters()) {
+    const bool head = item.key().rfind(model->head_prefix() + ".", 0) == 0;
+    if (cfg.freeze_backbone && !head) {
+      item.value().set_requires_grad(false);
+      continue;
+    }
+    params.push_back(item.value());
+  }
+  const double lr0 = learning_rate(ScheduleParams{Scheduler::None, cfg.schedule.lr}, 0);
+  if (cfg.optimizer == Optimizer::Adam)
+    optimizer = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr0).weight_decay(cfg.weight_decay));
+  else
+    optimizer = std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(lr0).momentum(cfg.momentum).weight_decay(cfg.weight_decay));
+
+  // Loss weights.
+  loss.multilabel = multilabel;
+  if (!cfg.class_weights.empty()) {
+    if (multilabel) throw InvalidArgument("class-weights apply to cross-entropy (multiclass); use pos-weight for multilabel");
+    if (static_cast<int>(cfg.class_weights.size()) != nc)
+      throw InvalidArgument("class-weights has " + std::to_string(cfg.class_weights.size()) + " values for " +
+                            std::to_string(nc) + " classes");
+    loss.class_weights = torch::tensor(cfg.class_weights).to(device);
+  }
+  if (cfg.pos_weight_auto) {
+    if (!multilabel) throw InvalidArgument("pos-weight applies to multilabel tasks (BCE-with-logits)");
+    if (static_cast<int>(cfg.class_counts.size()) != nc || cfg.dataset_size == 0)
+      throw InvalidArgument("pos-weight=auto needs the class counts and size of the dataset (the stream's cxr-dataset event)");
+    cfg.pos_weight.clear();
+    for (uint64_t pos : cfg.class_counts)
+      cfg.pos_weight.push_back(pos ? static_cast<float>(static_cast<double>(cfg.dataset_size - pos) / pos) : 1.0f);
+  }
+  if (!cfg.pos_weight.empty()) {
+    if (!multilabel) throw InvalidArgument("pos-weight applies to multilabel tasks (BCE-with-logits)");
+    if (static_cast<int>(cfg.pos_weight.size()) != nc)
+      throw InvalidArgument("pos-weight has " + std::to_string(cfg.pos_weight.size()) + " values for " +
+                            std::to_string(nc) + " classes");
+    loss.pos_weight = torch::tensor(cfg.pos_weight).to(device);
+  }
+  if (cfg.fixed_size) allocate_batch();
+  if (cfg.resume && fs::exists(file("last.opt.pt"))) restore();
+}
+
+void Trainer::Impl::restore() {
+  const std::string path = file("last.opt.pt");
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+    model->load(ar);
+    optimizer->load(ar);
+  } catch (const c10::Error& e) {
+    throw IoError("cannot resume from " + path + " (another model or settings?): " + e.what_without_backtrace());
+  }
+  auto scalar = [&](const char* key) {
+    torch::Tensor t;
+    ar.read(key, t);
+    return t;
+  };
+  done = static_cast<int>(scalar("epochs_done").item<int64_t>());
+  best_epoch = static_cast<int>(scalar("best_epoch").item<int64_t>());
+  best_val_loss = scalar("best_val_loss").item<double>();
+  train_seconds = scalar("train_seconds").item<double>();
+  torch::Tensor size = scalar("input_size");
+  if (!cfg.fixed_size) {
+    cfg.input.height = static_cast<int>(size[0].item<int64_t>());
+    cfg.input.width = static_cast<int>(size[1].item<int64_t>());
+    if (cfg.input.height > 0) allocate_batch();
+  }
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(scalar("rng"));
+  }
+  if (best_epoch >= 0 && fs::exists(file("best.pt"))) best_state = models::read_state_dict(file("best.pt"));
+  // Metrics rows of the epochs kept; rows of an epoch that did not complete are dropped.
+  if (fs::exists(file("metrics.jsonl"))) {
+    std::istringstream in(read_file(file("metrics.jsonl")));
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto at = line.find("\"epoch\":");
+      if (at == std::string::npos) continue;
+      if (std::stoi(line.substr(at + 8)) < done) metric_lines.push_back(line);
+    }
+  }
+}
+
+metrics::Report Trainer::Impl::report() const {
+  metrics::Report r = multilabel ? metrics::multilabel_report(acc.truth_multi, acc.probs, nc, {cfg.threshold})
+                                 : metrics::multiclass_report(acc.truth, acc.probs, nc);
+  r.loss = acc.n ? acc.loss_sum / static_cast<double>(acc.n) : kNaN;
+  return r;
+}
+
+void Trainer::Impl::run_batch() {
+  if (filled == 0) return;
+  torch::Tensor inputs = batch.narrow(0, 0, filled).to(device);
+  torch::Tensor targets =
+      multilabel ? torch::tensor(batch_multi).view({filled, nc}).to(device) : torch::tensor(batch_labels).to(device);
+  torch::Tensor logits;
+  double l = 0;
+  if (phase == Phase::Train) {
+    StepResult r = train_step(*model, *optimizer, inputs, targets, loss);
+    logits = r.logits;
+    l = r.loss;
+    ++steps;
+  } else {
+    EvalResult r = evaluate(*model, inputs, targets, loss);
+    logits = r.logits;
+    l = *r.loss;
+  }
+  torch::Tensor probs = probabilities(logits, multilabel).to(torch::kCPU).contiguous();
+  acc.loss_sum += l * static_cast<double>(filled);
+  acc.n += filled;
+  acc.probs.insert(acc.probs.end(), probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+  if (multilabel)
+    for (float v : batch_multi) acc.truth_multi.push_back(v > 0.5f ? 1 : 0);
+  else
+    for (int64_t v : batch_labels) acc.truth.push_back(static_cast<int>(v));
+  if (phase == Phase::Test) {
+    acc.paths.insert(acc.paths.end(), batch_paths.begin(), batch_paths.end());
+    acc.indices.insert(acc.indices.end(), batch_indices.begin(), batch_indices.end());
+  }
+  filled = 0;
+  batch_labels.clear();
+  batch_multi.clear();
+  batch_paths.clear();
+  batch_indices.clear();
+  if (phase == Phase::Train && owner->on_step) owner->on_step(StepProgress{epoch, steps, l});
+}
+
+void Trainer::Impl::begin(Phase p, int e) {
+  close_phase();
+  // An epoch without a val phase closes when anything but its val phase begins.
+  if (pending && !(p == Phase::Val && e == pending_epoch)) close_epoch(false, metrics::Report());
+  phase = p;
+  epoch = e;
+  acc.clear();
+  if (p == Phase::Train) {
+    steps = 0;
+    lr = learning_rate(cfg.schedule, e);
+    for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+    epoch_start = std::chrono::steady_clock::now();
+  } else if (p == Phase::Test) {
+    // Test metrics come from the best weights (the last epoch's when there was no val split).
+    if (best_state.size() > 0) models::load_state_dict(*model, best_state, {}, "best weights");
+  }
+}
+
+void Trainer::Impl::close_phase() {
+  if (phase == Phase::None) return;
+  run_batch();
+  if (phase == Phase::Train) {
+    pending = true;
+    pending_epoch = epoch;
+    pending_train = report();
+  } else if (phase == Phase::Val) {
+    if (pending && pending_epoch == epoch) close_epoch(acc.n > 0, report());
+  } else if (phase == Phase::Test) {
+    test = report();
+    // Test predictions keep the scans' own order.
+    std::ostringstream csv;
+    csv << "path,index,truth,predicted";
+    for (const auto& c : cfg.classes) csv << ",prob_" << csv_field(c);
+    csv << "\n";
+    for (int64_t i = 0; i < acc.n; ++i) {
+      const float* p = acc.probs.data() + i * nc;
+      std::string truth, pred;
+      if (multilabel) {
+        for (int c = 0; c < nc; ++c) {
+          if (acc.truth_multi[static_cast<size_t>(i * nc + c)]) truth += (truth.empty() ? "" : "|") + cfg.classes[static_cast<size_t>(c)];
+          if (p[c] >= cfg.threshold) pred += (pred.empty() ? "" : "|") + cfg.classes[static_cast<size_t>(c)];
+        }
+      } else {
+        truth = cfg.classes[static_cast<size_t>(acc.truth[static_cast<size_t>(i)])];
+        pred = cfg.classes[static_cast<size_t>(std::max_element(p, p + nc) - p)];
+      }
+      csv << csv_field(acc.paths[static_cast<size_t>(i)]) << "," << acc.indices[static_cast<size_t>(i)] << ","
+          << csv_field(truth) << "," << csv_field(pred);
+      for (int c = 0; c < nc; ++c) csv << "," << json_number(p[c]);
+      csv << "\n";
+    }
+    write_file_atomic(file("test_predictions.csv"), csv.str());
+  }
+  phase = Phase::None;
+}
+
+void Trainer::Impl::write_state(const models::StateDict& dict, const char* name) {
+  const std::string path = file(name);
+  const std::string tmp = path + ".part";
+  models::write_state_dict(dict, tmp);
+  commit_file(tmp, path);
+}
+
+void Trainer::Impl::write_card() {
+  models::ModelCard card;
+  card.name = cfg.name;
+  card.architecture = cfg.architecture;
+  card.task = cfg.task;
+  card.classes = cfg.classes;
+  card.weights = fs::absolute(file("best.pt")).string();
+  if (multilabel) card.thresholds.assign(static_cast<size_t>(nc), cfg.threshold);
+  card.input = cfg.input;
+  card.gradcam_layer = model->features_layer();
+  const std::string path = file("model.toml");
+  const std::string tmp = file("model.toml.part");
+  models::save_card(card, tmp);
+  commit_file(tmp, path);
+}
+
+void Trainer::Impl::write_resume_archive() {
+  torch::serialize::OutputArchive ar;
+  model->save(ar);
+  optimizer->save(ar);
+  ar.write("epochs_done", torch::tensor(static_cast<int64_t>(done)));
+  ar.write("best_epoch", torch::tensor(static_cast<int64_t>(best_epoch)));
+  ar.write("best_val_loss", torch::tensor(best_val_loss, torch::kFloat64));
+  ar.write("train_seconds", torch::tensor(train_seconds, torch::kFloat64));
+  ar.write("input_size", torch::tensor({static_cast<int64_t>(cfg.input.height), static_cast<int64_t>(cfg.input.width)}));
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    ar.write("rng", gen.get_state());
+  }
+  const std::string path = file("last.opt.pt");
+  const std::string tmp = path + ".part";
+  ar.save_to(tmp);
+  commit_file(tmp, path);
+}
+
+void Trainer::Impl::close_epoch(bool has_val, const metrics::Report& val) {
+  if (!pending) return;
+  pending = false;
+  EpochRow row;
+  row.epoch = pending_epoch;
+  row.train = pending_train;
+  row.has_val = has_val;
+  row.val = val;
+  row.lr = lr;
+  row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+  train_seconds += row.seconds;
+  // Without a val split the last epoch is the one kept.
+  row.best = has_val ? val.loss < best_val_loss : true;
+  // Files in an order that keeps every prefix consistent: weights, then the metrics row, and
+  // last the resume archive that declares the epoch complete.
+  if (row.best) {
+    if (has_val) best_val_loss = val.loss;
+    best_epoch = row.epoch;
+    best_state = models::StateDict();
+    for (const auto& item : models::state_dict(*model)) best_state.insert(item.key(), item.value().detach().clone());
+    write_state(best_state, "best.pt");
+    if (!card_written) {
+      write_card();
+      card_written = true;
+    }
+  }
+  write_state(models::state_dict(*model), "last.pt");
+  metric_lines.push_back(row.json(cfg.classes));
+  std::string text;
+  for (const auto& l : metric_lines) text += l + "\n";
+  write_file_atomic(file("metrics.jsonl"), text);
+  done = row.epoch + 1;
+  write_resume_archive();
+  history.push_back(row);
+  if (owner->on_epoch) owner->on_epoch(row);
+}
+
+void Trainer::Impl::write_summary() {
+  JsonObject o;
+  o.add("architecture", cfg.architecture).add("task", models::to_string(cfg.task)).add("classes", cfg.classes);
+  o.add("epochs_completed", done).add("best_epoch", best_epoch);
+  const bool any_val = best_val_loss < std::numeric_limits<double>::infinity();
+  if (any_val)
+    o.add("best_val_loss", best_val_loss);
+  else
+    o.add_null("best_val_loss");
+  o.add("has_val", any_val);
+  o.add("selection", any_val ? "best validation loss" : "no validation split: last epoch kept");
+  o.add("train_seconds", train_seconds).add("scan_errors", errors);
+  if (test.n > 0)
+    o.add_raw("test", report_json(test));
+  else
+    o.add_null("test");
+  o.add("input_size", std::vector<int64_t>{cfg.input.height, cfg.input.width});
+  write_file_atomic(file("summary.json"), o.str() + "\n");
+}
+
+Trainer::Trainer(TrainConfig config) : impl_(std::make_unique<Impl>()) {
+  impl_->owner = this;
+  impl_->cfg = std::move(config);
+  impl_->build(*this);
+}
+
+Trainer::~Trainer() = default;
+
+const TrainConfig& Trainer::config() const { return impl_->cfg; }
+int Trainer::epochs_done() const { return impl_->done; }
+std::string Trainer::device() const { return impl_->device.str(); }
+const std::vector<EpochRow>& Trainer::history() const { return impl_->history; }
+int Trainer::best_epoch() const { return impl_->best_epoch; }
+const metrics::Report& Trainer::test_report() const { return impl_->test; }
+
+void Trainer::set_epochs(int epochs) {
+  if (epochs > 0) impl_->cfg.schedule.epochs = epochs;
+}
+
+bool Trainer::add(Phase phase, int epoch, const cv::Mat& scan, int label, const std::vector<uint8_t>& labels,
+                  const std::string& path, uint64_t index) {
+  Impl& s = *impl_;
+  if (s.finished || phase == Phase::None) return false;
+  if (phase != Phase::Test && epoch < s.done) return false;
+  if (s.multilabel) {
+    if (labels.size() != static_cast<size_t>(s.nc)) {
+      if (labels.empty()) return false;
+      throw InvalidArgument(path + ": " + std::to_string(labels.size()) + " labels for " + std::to_string(s.nc) + " classes");
+    }
+  } else {
+    if (label < 0) return false;
+    if (label >= s.nc)
+      throw InvalidArgument(path + ": label " + std::to_string(label) + " outside the " + std::to_string(s.nc) + " classes");
+  }
+  if (scan.empty() || scan.channels() != 1 || (scan.depth() != CV_8U && scan.depth() != CV_16U))
+    throw InvalidArgument(path + ": expected an 8- or 16-bit grey scan");
+  if (!s.size_known) {
+    s.cfg.input.height = scan.rows;
+    s.cfg.input.width = scan.cols;
+    s.allocate_batch();
+  } else if (!s.cfg.fixed_size && (scan.rows != s.cfg.input.height || scan.cols != s.cfg.input.width)) {
+    throw InvalidArgument(path + ": scan of " + std::to_string(scan.cols) + "x" + std::to_string(scan.rows) +
+                          " but the input size is " + std::to_string(s.cfg.input.width) + "x" +
+                          std::to_string(s.cfg.input.height) + " (resize upstream, or set input-size)");
+  }
+  if (phase != s.phase || epoch != s.epoch) s.begin(phase, epoch);
+  float* slot = s.batch.data_ptr<float>() + s.filled * s.slot_floats();
+  models::prepare_input_into(scan, s.cfg.input, slot);
+  if (s.multilabel)
+    for (uint8_t v : labels) s.batch_multi.push_back(v ? 1.0f : 0.0f);
+  else
+    s.batch_labels.push_back(label);
+  s.batch_paths.push_back(path);
+  s.batch_indices.push_back(index);
+  if (++s.filled == s.cfg.batch_size) s.run_batch();
+  return true;
+}
+
+void Trainer::end_phase(Phase phase, int epoch) {
+  Impl& s = *impl_;
+  if (s.finished) return;
+  if (phase == s.phase && epoch == s.epoch) s.close_phase();
+}
+
+void Trainer::scan_error() { impl_->errors++; }
+
+void Trainer::finish() {
+  Impl& s = *impl_;
+  if (s.finished) return;
+  s.close_phase();
+  if (s.pending) s.close_epoch(false, metrics::Report());
+  s.write_summary();
+  s.finished = true;
+}
+
+}  // namespace cxr::train
