@@ -246,7 +246,9 @@ void scale_cam(cv::Mat& map, const CamParams& params) {
   double lo = 0, hi = 0;
   cv::minMaxLoc(map, &lo, &hi);
   if (hi > lo) {
-    map.convertTo(map, CV_32F, 1.0 / (hi - lo), -lo / (hi - lo));
+    // Subtract first: the minimum becomes exactly 0 (one fused multiply-add would leave ~1e-8).
+    map -= lo;
+    map *= 1.0 / (hi - lo);
   } else {
     map.setTo(0);
   }
