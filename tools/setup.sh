@@ -16,6 +16,7 @@ CXR_PACKAGES=(
   # engine
   libopencv-dev libpng-dev libdeflate-dev libjpeg62-turbo-dev libopenjp2-7-dev libdcmtk-dev dcmtk
   libtomlplusplus-dev libboost-dev catch2
+  gnuplot-nox  # cxr report: figures
   # LibTorch (CPU) and a fast BLAS for it: Debian's reference BLAS is 5-9x slower
   libtorch-dev libopenblas0-pthread
   # reference implementations for the parity tests
