@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Training side by side: cxrtrain in a gst-launch-1.0 pipeline vs the study's Python recipe
+(tests/parity/reference_train.py) on the same split, seed, hyperparameters and augmentations.
+
+Data: the 624-scan Kermany pneumonia test set under $CXR_SHARED_DATA/pneumonia (3 classes from
+labels.csv: BACTERIA, NORMAL, VIRUS), split 0.7/0.15/0.15 stratified by cxrscansrc (seed 30);
+the reference reads the same split from cxrscansrc's rows. mobilenet_v3_large from scratch at
+64x64, Adam 0.01 -> 0.001 cosine, batch 32, seed 42, the study's normalisation (0.4810/0.2373).
+Our pipeline decodes, equalizes, blurs, resizes and augments every scan in every epoch; the
+reference preprocesses (equalize + blur) once, offline, as the study did, and only resizes and
+augments per epoch. Both use the same number of threads.
+
+Goals: |test macro F1 ours - Python| <= 0.05; seconds per epoch ours <= Python's. With a few
+epochs on a few hundred scans the F1 is noisy: the goal is a sanity check of the recipe, not a
+statistical test. Exits 1 when a goal is missed. Options: --epochs, --threads, --arch, --size.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=int(os.environ.get("CXR_BENCH_EPOCHS", "5")))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", default="mobilenet_v3_large")
+    ap.add_argument("--size", type=int, default=64)
+    a = ap.parse_args()
+    data = os.path.join(os.environ.get("CXR_SHARED_DATA", os.path.join(HERE, "..", "..", "..", "shared", "data")),
+                        "pneumonia")
+    if not os.path.exists(os.path.join(data, "labels.csv")):
+        sys.exit(f"{data}/labels.csv is missing")
+    src = (f"cxrscansrc location={data} labels={data}/labels.csv label-column=label_3class "
+           f"split=0.7,0.15,0.15 seed=30")
+    with tempfile.TemporaryDirectory() as tmp:
+        split = os.path.join(tmp, "split.jsonl")
+        subprocess.run(["gst-launch-1.0", "-q"] + f"{src} epochs=1 ! cxrresultsink location={split}".split(),
+                       check=True)
+        run = os.path.join(tmp, "run")
+        pipeline = (f"{src} epochs={a.epochs} ! cxrdecode ! cxrequalize ! cxrblur ! cxrresize mode=stretch "
+                    f"width={a.size} height={a.size} ! cxraugment seed=42 ! cxrtrain model={a.arch} output-dir={run} "
+                    f"batch-size=32 learning-rate=0.01 lr-end=0.001 epochs={a.epochs} seed=42 threads={a.threads} "
+                    f"mean=0.4810 std=0.2373")
+        t = time.perf_counter()
+        subprocess.run(["gst-launch-1.0", "-q"] + pipeline.split(), check=True)
+        ours_wall = time.perf_counter() - t
+        rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+        summary = json.load(open(os.path.join(run, "summary.json")))
+        t = time.perf_counter()
+        ref = json.loads(subprocess.run(
+            [sys.executable, os.path.join(HERE, "..", "parity", "reference_train.py"), split, "--arch", a.arch,
+             "--size", str(a.size), "--epochs", str(a.epochs), "--threads", str(a.threads)],
+            check=True, capture_output=True, text=True).stdout)
+        ref_wall = time.perf_counter() - t
+
+    ours_epoch = sum(r["seconds"] for r in rows) / len(rows)
+    ref_epoch = sum(e["seconds"] for e in ref["epochs"]) / len(ref["epochs"])
+    print(f"{a.arch} {a.size}px, {a.epochs} epochs, {a.threads} threads, "
+          f"{summary['test']['n']} test scans")
+    print(f"{'':22}{'gst-cxr':>12}{'Python':>12}")
+    print(f"{'test macro F1':22}{summary['test']['f1']:12.3f}{ref['test']['f1']:12.3f}")
+    print(f"{'test accuracy':22}{summary['test']['accuracy']:12.3f}{ref['test']['accuracy']:12.3f}")
+    print(f"{'best epoch':22}{summary['best_epoch']:12d}{ref['best_epoch']:12d}")
+    print(f"{'seconds / epoch':22}{ours_epoch:12.2f}{ref_epoch:12.2f}")
+    print(f"{'offline preprocessing':22}{0.0:12.2f}{ref['offline_seconds']:12.2f}")
+    print(f"{'wall seconds':22}{ours_wall:12.1f}{ref_wall:12.1f}")
+    print(f"confusion ours {summary['test']['confusion']} python {ref['test']['confusion']}")
+    ok = True
+    if abs(summary["test"]["f1"] - ref["test"]["f1"]) > 0.05:
+        print("GOAL MISSED: test macro F1 differs by more than 0.05")
+        ok = False
+    if ours_epoch > ref_epoch:
+        print("GOAL MISSED: slower per epoch than the Python recipe")
+        ok = False
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
