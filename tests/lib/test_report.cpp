@@ -247,13 +247,14 @@ TEST_CASE("report: study files and sweep parameters", "[report][study]") {
                            "location = \"${output}/r.jsonl\"\n");
   write(t.path / "s.toml",
         "description = \"d\"\noutput = \"runs\"\n[variables]\nsize = 32\n"
-        "[[run]]\nname = \"a\"\npipeline = \"p.toml\"\nmodel = \"M\"\ndataset = \"D\"\nvariables = { size = 48 }\n"
+        "[[run]]\nname = \"a\"\npipeline = \"p.toml\"\nmodel = \"M\"\ndataset = \"D\"\nvariables = { size = 48, in = \"${extra}/x\" }\n"
         "[[sweep]]\nname = \"sw\"\npipeline = \"p.toml\"\nparam = \"size\"\nvalues = [16, 24]\n");
   const Study s = load_study((t.path / "s.toml").string(), {{"extra", "1"}});
   REQUIRE(s.runs.size() == 3);
   CHECK(s.output == (t.path / "runs").string());
   CHECK(s.runs[0].meta.variables.at("size") == "48");
   CHECK(s.runs[0].meta.variables.at("extra") == "1");
+  CHECK(s.runs[0].meta.variables.at("in") == "1/x");
   CHECK(s.runs[1].subdir == "sw/size=16");
   CHECK(s.runs[2].meta.value == "24");
   CHECK(s.runs[2].meta.variables.at("size") == "32");
@@ -266,6 +267,8 @@ TEST_CASE("report: study files and sweep parameters", "[report][study]") {
   CHECK_THROWS_WITH(load_study((t.path / "bad3.toml").string()), Catch::Contains("two runs"));
   write(t.path / "bad4.toml", "[[sweep]]\nname = \"a\"\npipeline = \"p.toml\"\nparam = \"size\"\nvalues = []\n");
   CHECK_THROWS_AS(load_study((t.path / "bad4.toml").string()), cxr::ConfigError);
+  write(t.path / "bad5.toml", "[[run]]\nname = \"a\"\npipeline = \"p.toml\"\nvariables = { x = \"${nope}\" }\n");
+  CHECK_THROWS_WITH(load_study((t.path / "bad5.toml").string()), Catch::Contains("${nope}"));
 
   CHECK(pipeline_has_variable((t.path / "p.toml").string(), "size"));
   CHECK_FALSE(pipeline_has_variable((t.path / "p.toml").string(), "learning-rate"));

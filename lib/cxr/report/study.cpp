@@ -94,6 +94,7 @@ class StudyReader {
         base.meta.variables = common;
         for (const auto& [k, v] : variables(t, "variables")) base.meta.variables[k] = v;
         for (const auto& [k, v] : set_) base.meta.variables[k] = v;
+        expand(base.meta.variables, t);
         if (!sweep) {
           base.subdir = base.meta.name;
           add(base, t);
@@ -141,6 +142,29 @@ class StudyReader {
     if (!n->is_table()) fail(n->source(), std::string(key) + " must be a table of name = value");
     for (const auto& [k, v] : *n->as_table()) out[std::string(k.str())] = scalar(v, "variable '" + std::string(k.str()) + "'");
     return out;
+  }
+
+  // A run's variables may name the study's: data = "${covid}" takes the (possibly --set) value.
+  void expand(config::Variables& vars, const toml::table& where) const {
+    for (auto& [name, value] : vars) {
+      for (int pass = 0; pass < 8 && value.find("${") != std::string::npos; ++pass) {
+        std::string out;
+        size_t i = 0;
+        while (i < value.size()) {
+          const size_t open = value.find("${", i);
+          if (open == std::string::npos) { out += value.substr(i); break; }
+          const size_t close = value.find('}', open);
+          if (close == std::string::npos) { out += value.substr(i); break; }
+          const std::string ref = value.substr(open + 2, close - open - 2);
+          const auto it = vars.find(ref);
+          if (it == vars.end() || ref == name)
+            fail(where.source(), "variable '" + name + "' uses ${" + ref + "}, which the study does not define");
+          out += value.substr(i, open - i) + it->second;
+          i = close + 1;
+        }
+        value = out;
+      }
+    }
   }
 
   std::string path_;
