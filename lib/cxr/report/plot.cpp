@@ -73,6 +73,15 @@ Figure curves_figure(const RunInfo& run, const std::string& metric, const std::s
   s << "set title " << gnuplot_quote(f.title) << "\n";
   s << "set xlabel 'epoch'\nset ylabel " << gnuplot_quote(metric == "f1" ? "macro F1" : "loss") << "\n";
   if (metric == "f1") s << "set yrange [0:1.02]\n";
+  if (metric == "loss") {
+    // An early diverging epoch (loss 1e6 beside 0.5) would flatten every other point.
+    double lo = INFINITY, hi = 0;
+    for (const EpochMetrics& e : run.epochs)
+      for (double v : {e.train_loss, e.val_loss})
+        if (std::isfinite(v) && v > 0) lo = std::min(lo, v), hi = std::max(hi, v);
+    if (hi > 0 && hi / lo > 100) s << "set logscale y 10\nset format y '%g'\n";
+  }
+  if (run.epochs.size() <= 20) s << "set xtics 1\n";
   s << "set xrange [-0.5:" << std::max<size_t>(1, run.epochs.size()) - 0.5 << "]\n";
   if (run.best_epoch >= 0)
     s << "set arrow 1 from " << run.best_epoch << ", graph 0 to " << run.best_epoch
