@@ -232,3 +232,61 @@ TEST_CASE("train: bad settings are errors naming the setting") {
   CHECK_THROWS_WITH(ok.add(Phase::Train, 0, cv::Mat(20, 32, CV_8UC1, cv::Scalar(0)), 0, {}, "odd.png", 1),
                     Catch::Contains("odd.png") && Catch::Contains("input-size"));
 }
+
+TEST_CASE("train: a pretrained, frozen backbone stays; the head learns; scans are resized to input-size") {
+  cxrtest::TempDir t;
+  torch::manual_seed(11);
+  auto donor = cxr::models::make_classifier("resnet34", 5);  // another head: only the backbone transfers
+  cxr::models::save_weights(*donor, t / "donor.pt");
+  TrainConfig c = small_config(t / "run", 1);
+  c.pretrained = t / "donor.pt";
+  c.freeze_backbone = true;
+  c.fixed_size = true;
+  c.input.height = c.input.width = 24;
+  Trainer trainer(c);
+  feed(trainer, 1);
+  trainer.finish();
+  const auto donor_sd = cxr::models::read_state_dict(t / "donor.pt");
+  const auto trained = cxr::models::read_state_dict(t / "run/last.pt");
+  auto model = cxr::models::make_classifier("resnet34", 3);
+  int backbone = 0;
+  for (const auto& p : model->named_parameters()) {
+    INFO(p.key());
+    if (p.key().rfind("fc.", 0) == 0) continue;
+    CHECK(torch::equal(donor_sd[p.key()], trained[p.key()]));
+    backbone++;
+  }
+  CHECK(backbone > 100);
+  CHECK(cxr::models::load_card(t / "run/model.toml").input.height == 24);
+}
+
+TEST_CASE("train: multilabel runs use BCE with auto pos-weight and report per-class F1 and AUROC") {
+  cxrtest::TempDir t;
+  TrainConfig c = small_config(t / "run", 1);
+  c.task = cxr::models::Task::Multilabel;
+  c.classes = {"upper", "lower"};
+  c.pos_weight_auto = true;
+  c.class_counts = {10, 5};
+  c.dataset_size = 20;
+  Trainer trainer(c);
+  auto labels = [](int i) { return std::vector<uint8_t>{static_cast<uint8_t>(i % 2), static_cast<uint8_t>(i % 3 == 0)}; };
+  for (int i = 0; i < 8; ++i) trainer.add(Phase::Train, 0, pattern(i % 3, 50 + i), -1, labels(i), "t", i);
+  for (int i = 0; i < 6; ++i) trainer.add(Phase::Val, 0, pattern(i % 3, 60 + i), -1, labels(i), "v", i);
+  for (int i = 0; i < 6; ++i) trainer.add(Phase::Test, 0, pattern(i % 3, 70 + i), -1, labels(i), "x", i);
+  // Unlabelled scans of a multilabel stream are ignored; a wrong length is an error.
+  CHECK_FALSE(trainer.add(Phase::Test, 0, pattern(0, 1), -1, {}, "none", 9));
+  CHECK_THROWS_AS(trainer.add(Phase::Test, 0, pattern(0, 1), -1, {1, 0, 1}, "three", 9), cxr::InvalidArgument);
+  trainer.finish();
+  CHECK(trainer.config().pos_weight == std::vector<float>{1.0f, 3.0f});  // (20 - 10) / 10, (20 - 5) / 5
+  const std::string row = read_file(t / "run/metrics.jsonl");
+  CHECK(row.find("\"val_class_f1\":[") != std::string::npos);
+  CHECK(row.find("\"val_auroc\":[") != std::string::npos);
+  const std::string summary = read_file(t / "run/summary.json");
+  CHECK(summary.find("\"class_confusion\":[[[") != std::string::npos);
+  CHECK(summary.find("\"macro_auroc\":") != std::string::npos);
+  CHECK(trainer.test_report().n == 6);
+  CHECK(trainer.test_report().multilabel);
+  CHECK(read_file(t / "run/test_predictions.csv").find("x,0,lower,") != std::string::npos);
+  CHECK(read_file(t / "run/test_predictions.csv").find("x,3,upper|lower,") != std::string::npos);
+  CHECK(cxr::models::load_card(t / "run/model.toml").thresholds == std::vector<float>{0.5f, 0.5f});
+}
