@@ -150,7 +150,8 @@ TEST_CASE("report: run directories load, tables and the ablation", "[report]") {
   lr[2].meta.variables["size"] = "128";
   CHECK_FALSE(is_lr_ablation(lr));
 
-  const StudyTable table = study_table({mc, ml});
+  const std::vector<RunInfo> both{mc, ml};  // the table points into it
+  const StudyTable table = study_table(both);
   CHECK(table.models == std::vector<std::string>{"ResNet-34", "EfficientNet-B1"});
   const std::string csv = study_csv(table);
   CHECK(csv.find("ResNet-34 F1") != std::string::npos);

@@ -98,7 +98,8 @@ std::string architecture_label(const std::string& architecture);
 /// test_accuracy, test_macro_auroc, best_epoch, epochs, seconds_per_epoch, train_seconds, dir.
 std::string runs_csv(const std::vector<RunInfo>& runs);
 
-/// Rows (datasets) and columns (models) of the study table, in first-seen order.
+/// Rows (datasets) and columns (models) of the study table, in first-seen order. The cells
+/// point into `runs`, which must outlive the table.
 struct StudyTable {
   std::vector<std::string> datasets, models;
   std::map<std::pair<std::string, std::string>, const RunInfo*> cells;  ///< (dataset, model)
