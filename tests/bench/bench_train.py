@@ -37,7 +37,7 @@ def main():
     if not os.path.exists(os.path.join(data, "labels.csv")):
         sys.exit(f"{data}/labels.csv is missing")
     src = (f"cxrscansrc location={data} labels={data}/labels.csv label-column=label_3class "
-           f"split=0.7,0.15,0.15 seed=30")
+           f"split=0.7,0.15,0.15 seed=30 shuffle=true")
     with tempfile.TemporaryDirectory() as tmp:
         split = os.path.join(tmp, "split.jsonl")
         subprocess.run(["gst-launch-1.0", "-q"] + f"{src} epochs=1 ! cxrresultsink location={split}".split(),

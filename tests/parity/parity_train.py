@@ -39,7 +39,7 @@ def main():
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         run = os.path.join(tmp, "run")
-        src = f"cxrscansrc location={SAMPLES}/pneumonia split=0.7,0.15,0.15 seed=30 epochs=3"
+        src = f"cxrscansrc location={SAMPLES}/pneumonia split=0.7,0.15,0.15 seed=30 shuffle=true epochs=3"
         launch(f"{src} ! {PREP} ! cxraugment seed=1 ! cxrtrain model=resnet34 output-dir={run} batch-size=8 "
                f"learning-rate=0.001 lr-end=0.0001 epochs=3 mean=0.481 std=0.2373 progress=false", "training")
         for f in ("model.toml", "best.pt", "last.pt", "last.opt.pt", "metrics.jsonl", "summary.json",

@@ -12,7 +12,7 @@ trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 epochs=5
-src="cxrscansrc location=$CXR_SAMPLES/pneumonia split=0.7,0.15,0.15 seed=30 epochs=$epochs"
+src="cxrscansrc location=$CXR_SAMPLES/pneumonia split=0.7,0.15,0.15 seed=30 shuffle=true epochs=$epochs"
 prep="cxrdecode ! cxrequalize ! cxrblur ! cxrresize mode=stretch width=64 height=64"
 train="cxrtrain model=mobilenet_v3_large batch-size=8 threads=1 seed=42 epochs=$epochs mean=0.481 std=0.2373"
 
