@@ -271,7 +271,7 @@ def sc_source(tags):
     return tags["SourceImageSequence"][0]["ReferencedSOPInstanceUID"]
 
 
-def check_reports(instances, sources, results=None):
+def check_reports(instances, sources, results=None, algorithm="fake-model"):
     """For each source (sop uid -> study uid): exactly one SR and one SC, in its study,
     pointing at it; SR findings equal the results rows."""
     srs, scs = {}, {}
@@ -287,7 +287,7 @@ def check_reports(instances, sources, results=None):
         check(sr["StudyInstanceUID"] == study and sc["StudyInstanceUID"] == study, "%s: not in study %s" % (sop, study))
         check(sr["SeriesInstanceUID"] != sc["SeriesInstanceUID"], "%s: SR and SC share a series" % sop)
         check("not for diagnostic use" in (sr_text(sr, "Comment") or "").lower(), "%s: no disclaimer" % sop)
-        check(sr_text(sr, "Algorithm Name") == "fake-model", "%s: algorithm name" % sop)
+        check(sr_text(sr, "Algorithm Name") == algorithm, "%s: algorithm name %r" % (sop, sr_text(sr, "Algorithm Name")))
         if results is not None:
             row = results[sop]
             got = sr_findings(sr)
