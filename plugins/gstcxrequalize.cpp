@@ -103,8 +103,8 @@ static cxr::preprocess::EqualizeMode to_engine_mode(GstCxrEqualizeMode mode) {
   }
 }
 
-static GstFlowReturn gst_cxr_equalize_transform_frame(GstVideoFilter* filter, GstVideoFrame* in,
-                                                      GstVideoFrame* out) {
+// In place: equalization is a per-pixel table lookup, so the frame needs no second buffer.
+static GstFlowReturn gst_cxr_equalize_transform_frame_ip(GstVideoFilter* filter, GstVideoFrame* frame) {
   GstCxrEqualize* self = GST_CXR_EQUALIZE(filter);
   cxr::preprocess::EqualizeParams params;
   GST_OBJECT_LOCK(self);
@@ -114,11 +114,10 @@ static GstFlowReturn gst_cxr_equalize_transform_frame(GstVideoFilter* filter, Gs
   GST_OBJECT_UNLOCK(self);
 
   gboolean failed;
-  GstFlowReturn ret = gst_cxr_guard_scan(GST_ELEMENT(self), GST_BASE_TRANSFORM_SRC_PAD(self), in->buffer,
+  GstFlowReturn ret = gst_cxr_guard_scan(GST_ELEMENT(self), GST_BASE_TRANSFORM_SRC_PAD(self), frame->buffer,
                                          GST_CXR_ON_ERROR_SKIP, &failed, [&] {
-                                           cv::Mat src = gst_cxr_frame_to_mat(in);
-                                           cv::Mat dst = gst_cxr_frame_to_mat(out);
-                                           cxr::preprocess::equalize(src, dst, params);
+                                           cv::Mat mat = gst_cxr_frame_to_mat(frame);
+                                           cxr::preprocess::equalize(mat, mat, params);
                                            return GST_FLOW_OK;
                                          });
   return failed && ret == GST_FLOW_OK ? GST_BASE_TRANSFORM_FLOW_DROPPED : ret;
@@ -150,7 +149,7 @@ static void gst_cxr_equalize_class_init(GstCxrEqualizeClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
 
-  vfilter_class->transform_frame = GST_DEBUG_FUNCPTR(gst_cxr_equalize_transform_frame);
+  vfilter_class->transform_frame_ip = GST_DEBUG_FUNCPTR(gst_cxr_equalize_transform_frame_ip);
   GST_DEBUG_CATEGORY_INIT(gst_cxr_equalize_debug, "cxrequalize", 0, "Chest X-ray histogram equalization");
   gst_type_mark_as_plugin_api(GST_TYPE_CXR_EQUALIZE_MODE, static_cast<GstPluginAPIFlags>(0));
 }

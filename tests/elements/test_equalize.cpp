@@ -72,6 +72,38 @@ TEST_CASE("cxrequalize follows property changes mid-stream", "[equalize]") {
   gst_harness_teardown(h);
 }
 
+TEST_CASE("cxrequalize works in place and leaves a buffer shared upstream untouched", "[equalize]") {
+  const cv::Size size(385, 289);
+  GstHarness* h = gst_harness_new("cxrequalize");
+  gst_harness_set_src_caps_str(h, caps_for(size, CV_8U).c_str());
+  const cv::Mat src = skewed(size, CV_8U, 8);
+  cv::Mat expected;
+  cxr::preprocess::equalize(src, expected, {});
+
+  // Sole owner: the pixels are equalized in the buffer that was pushed.
+  GstBuffer* own = buffer_for(src);
+  GstMapInfo map;
+  REQUIRE(gst_buffer_map(own, &map, GST_MAP_READ));
+  const guint8* pixels = map.data;
+  gst_buffer_unmap(own, &map);
+  REQUIRE(gst_harness_push(h, own) == GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  REQUIRE(out);
+  REQUIRE(gst_buffer_map(out, &map, GST_MAP_READ));
+  CHECK(map.data == pixels);
+  gst_buffer_unmap(out, &map);
+  CHECK(same(mat_of(h, out), expected));
+  gst_buffer_unref(out);
+
+  // Shared (as after a tee): the element works on a copy; the other holder's pixels stay as they were.
+  GstBuffer* shared = buffer_for(src);
+  gst_buffer_ref(shared);
+  CHECK(same(push_pull(h, shared), expected));
+  CHECK(same(mat_of(h, shared), src));
+  gst_buffer_unref(shared);
+  gst_harness_teardown(h);
+}
+
 TEST_CASE("cxrequalize rejects other formats at negotiation", "[equalize]") {
   GstHarness* h = gst_harness_new("cxrequalize");
   gst_harness_set_src_caps_str(h, "video/x-raw,format=RGB,width=8,height=8,framerate=0/1");

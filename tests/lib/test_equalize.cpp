@@ -185,6 +185,22 @@ TEST_CASE("equalize: ROI input equals the continuous result, output into a view"
   CHECK(cv::norm(a, view, cv::NORM_INF) == 0);
 }
 
+TEST_CASE("equalize: in place (src and dst one buffer) equals out of place", "[equalize]") {
+  // cxrequalize equalizes the frame it receives in place.
+  const EqualizeMode m = GENERATE(EqualizeMode::Torchvision, EqualizeMode::OpenCV, EqualizeMode::Clahe);
+  const int type = GENERATE(CV_8U, CV_16U);
+  const bool roi = GENERATE(false, true);
+  CAPTURE(to_string(m), type, roi);
+  cv::Mat big = skewed_image(cv::Size(400, 300), type, 47);
+  cv::Mat img = roi ? big(cv::Rect(9, 4, 385, 289)) : big;
+  cv::Mat expected;
+  equalize(img.clone(), expected, mode(m));
+  const uchar* data = img.data;
+  equalize(img, img, mode(m));
+  CHECK(img.data == data);
+  CHECK(cv::norm(expected, img, cv::NORM_INF) == 0);
+}
+
 TEST_CASE("equalize: invalid input is rejected", "[equalize]") {
   cv::Mat out;
   const cv::Mat gray(20, 20, CV_8U, cv::Scalar(1));

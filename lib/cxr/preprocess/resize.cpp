@@ -192,6 +192,16 @@ void transpose_any(const cv::Mat& src, cv::Mat& dst) {
     cv::transpose(src, dst);
 }
 
+// A per-thread scratch image that only grows: a stream of scans reuses one allocation instead
+// of mapping fresh pages (and taking their page faults) for every scan's intermediates.
+cv::Mat scratch(int slot, int rows, int cols, int type) {
+  thread_local std::vector<uint8_t> buffers[2];
+  std::vector<uint8_t>& b = buffers[slot];
+  const size_t bytes = size_t(rows) * size_t(cols) * CV_ELEM_SIZE(type);
+  if (b.size() < bytes) b.resize(bytes);
+  return cv::Mat(rows, cols, type, b.data());
+}
+
 void check_grey(const cv::Mat& src, const char* fn) {
   if (src.empty()) throw InvalidArgument(std::string(fn) + ": empty image");
   if (src.channels() != 1 || (src.depth() != CV_8U && src.depth() != CV_16U))
@@ -309,14 +319,20 @@ void resample_antialias(const cv::Mat& src, cv::Mat& dst, cv::Size out, cv::Rect
   int row_offset = 0;
   if (need_h) {
     cv::Mat band_t, tmp_t;
-    transpose_any(src.rowRange(ybox_first, ybox_last), band_t);
     if (eight) {
+      band_t = scratch(0, src.cols, ybox_last - ybox_first, CV_8U);
+      tmp_t = scratch(1, out.width, ybox_last - ybox_first, CV_8U);
+      transpose_8u(src.rowRange(ybox_first, ybox_last), band_t);
       vertical_8u(band_t, tmp_t, ch, fixed_coeffs(ch), 0);
+      // band_t is spent once the horizontal pass has run: its slot holds tmp.
+      tmp = scratch(0, ybox_last - ybox_first, out.width, CV_8U);
+      transpose_8u(tmp_t, tmp);
     } else {
+      transpose_any(src.rowRange(ybox_first, ybox_last), band_t);
       band_t.convertTo(band_t, CV_32F);
       vertical_32f(band_t, tmp_t, ch, 0);
+      transpose_any(tmp_t, tmp);
     }
-    transpose_any(tmp_t, tmp);
     row_offset = ybox_first;
   } else {
     tmp = src;
