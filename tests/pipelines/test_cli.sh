@@ -182,4 +182,13 @@ else
   # Without LibTorch there is no model to run; say so instead of passing quietly.
   echo "NOTE: classify-folder.toml explained but not run: this build has no LibTorch ($(cat "$tmp/init.err" 2>/dev/null))"
 fi
+
+# --- cxr bench: frames per second, and scans that did not make it counted, not hidden ----------
+printf '%s\n' "$CXR_SOURCE_ROOT/data/samples/covid/006f3a8a.png" "$tmp/missing-1.png" "$tmp/missing-2.png" \
+  > "$tmp/bench-list.txt"
+"$cxr" bench --repeat 1 "cxrscansrc location=$tmp/bench-list.txt ! cxrdecode ! fakesink" > "$tmp/bench.json" \
+  2> "$tmp/bench.err" || fail "cxr bench failed: $(cat "$tmp/bench.err")"
+grep -q '"buffers":1,"warnings":2,' "$tmp/bench.json" || fail "cxr bench: $(cat "$tmp/bench.json")"
+grep -q '2 warning(s)' "$tmp/bench.err" || fail "cxr bench did not report the failed scans: $(cat "$tmp/bench.err")"
+echo "cxr bench: $(cat "$tmp/bench.json")"
 echo "cxr CLI: all checks passed"
