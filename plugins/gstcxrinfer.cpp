@@ -64,12 +64,13 @@ static GType gst_cxr_precision_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS };
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_BATCH_SIZE 1
 #define DEFAULT_BATCH_TIMEOUT 0
 #define DEFAULT_PRECISION GST_CXR_PRECISION_FP32
 #define DEFAULT_EMBEDDINGS FALSE
+#define DEFAULT_THREADS 0
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 
@@ -121,6 +122,7 @@ struct _GstCxrInfer {
   guint64 batch_timeout;
   GstCxrPrecision precision;
   gboolean embeddings;
+  guint threads;
 
   InferState* state;
 };
@@ -149,6 +151,7 @@ static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GVa
     case PROP_BATCH_TIMEOUT: self->batch_timeout = g_value_get_uint64(value); break;
     case PROP_PRECISION: self->precision = static_cast<GstCxrPrecision>(g_value_get_enum(value)); break;
     case PROP_EMBEDDINGS: self->embeddings = g_value_get_boolean(value); break;
+    case PROP_THREADS: self->threads = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -164,6 +167,7 @@ static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_BATCH_TIMEOUT: g_value_set_uint64(value, self->batch_timeout); break;
     case PROP_PRECISION: g_value_set_enum(value, self->precision); break;
     case PROP_EMBEDDINGS: g_value_set_boolean(value, self->embeddings); break;
+    case PROP_THREADS: g_value_set_uint(value, self->threads); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -432,6 +436,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.device = self->device ? self->device : DEFAULT_DEVICE;
   options.max_batch = static_cast<int>(self->batch_size);
   options.embeddings = self->embeddings;
+  options.threads = static_cast<int>(self->threads);
   options.precision = self->precision == GST_CXR_PRECISION_FP16   ? cxr::models::Precision::FP16
                       : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16
                                                                   : cxr::models::Precision::FP32;
@@ -525,6 +530,12 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
                                   g_param_spec_boolean("embeddings", "Embeddings",
                                                        "Attach the penultimate features to the result meta",
                                                        DEFAULT_EMBEDDINGS, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_THREADS,
+      g_param_spec_uint("threads", "Threads",
+                        "LibTorch intra-op threads for inference, set on the streaming thread (0: LibTorch's default; "
+                        "1 is often fastest at batch-size=1 on small machines)",
+                        0, 1024, DEFAULT_THREADS, ready_only));
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray classifier", "Filter/Analyzer/Video",
                                         "LibTorch inference from a model card; attaches results to each scan",
@@ -554,5 +565,6 @@ static void gst_cxr_infer_init(GstCxrInfer* self) {
   self->batch_timeout = DEFAULT_BATCH_TIMEOUT;
   self->precision = DEFAULT_PRECISION;
   self->embeddings = DEFAULT_EMBEDDINGS;
+  self->threads = DEFAULT_THREADS;
   self->state = nullptr;
 }

@@ -91,7 +91,9 @@ int pipeline(const std::string& card, int size, int batch, int threads, int fram
   const std::string desc = "videotestsrc num-buffers=" + std::to_string(frames) +
                            " pattern=snow ! video/x-raw,format=GRAY8,width=" + std::to_string(size) +
                            ",height=" + std::to_string(size) + ",framerate=30/1 ! cxrinfer name=infer model=" + card +
-                           " batch-size=" + std::to_string(batch) + " ! fakesink name=sink sync=false";
+                           " batch-size=" + std::to_string(batch) +
+                           (threads > 0 ? " threads=" + std::to_string(threads) : std::string()) +
+                           " ! fakesink name=sink sync=false";
   GError* err = nullptr;
   GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
   if (!pipe) {

@@ -5,6 +5,8 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
+#include <ATen/Parallel.h>
+
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -60,12 +62,13 @@ GstBuffer* frame(guint8 value, GstClockTime pts) {
 GstStaticPadTemplate hsrc = GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
-GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE) {
+GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE,
+                    guint threads = 0) {
   GstHarness* h = gst_harness_new_empty();
   GstElement* e = gst_element_factory_make("cxrinfer", nullptr);
   REQUIRE(e);
   g_object_set(e, "model", card.c_str(), "batch-size", batch, "batch-timeout", timeout, "embeddings", embeddings,
-               NULL);
+               "threads", threads, NULL);
   gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
   gst_object_unref(e);
   gst_harness_set_src_caps_str(h, ("video/x-raw,format=GRAY8,width=" + std::to_string(kW) + ",height=" +
@@ -175,6 +178,25 @@ TEST_CASE("cxrinfer: the same scan gives the same result alone or in a batch", "
   }
   gst_harness_teardown(one);
   gst_harness_teardown(four);
+}
+
+TEST_CASE("cxrinfer: threads sets LibTorch's intra-op threads on the thread that runs the batch", "[infer]") {
+  // The harness pushes from this thread, so this thread is the streaming thread here.
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  cxrtest::TempDir t;
+  const std::string card = make_card(t, "m", 2, 2);
+  GstHarness* h = harness(card, 1, 0, FALSE, 1);
+  guint threads = 0;
+  g_object_get(h->element, "threads", &threads, NULL);
+  CHECK(threads == 1);
+  REQUIRE(gst_harness_push(h, frame(40, 0)) == GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  check_result(out, 2, false);
+  gst_buffer_unref(out);
+  CHECK(at::get_num_threads() == 1);
+  gst_harness_teardown(h);
+  at::set_num_threads(before);
 }
 
 TEST_CASE("cxrinfer: batch-timeout runs a partial batch", "[infer]") {

@@ -88,6 +88,7 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   m.options = options;
   const std::string who = "model card " + (m.card.path.empty() ? m.card.name : m.card.path);
   if (options.max_batch < 1) throw InvalidArgument("batch size must be >= 1");
+  if (options.threads < 0) throw InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
   m.device = resolve_device(options.device);
   m.dtype = dtype_of(options.precision);
   if (m.dtype != torch::kFloat && !m.device.is_cuda()) {
@@ -156,6 +157,7 @@ std::vector<Prediction> Predictor::run(size_t n) {
   Impl& m = *impl_;
   if (n == 0) return {};
   if (n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("batch larger than max_batch");
+  if (m.options.threads > 0 && at::get_num_threads() != m.options.threads) at::set_num_threads(m.options.threads);
   c10::InferenceMode guard;
   auto x = m.batch.narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);

@@ -24,6 +24,10 @@ struct PredictorOptions {
   bool embeddings = false;             ///< also return the penultimate features
   bool fold_batchnorm = true;          ///< fold BatchNorm into convolutions at load
   int max_batch = 8;                   ///< slots of the input batch
+  /// LibTorch intra-op threads for each run, set on the thread that calls run() (a GStreamer
+  /// streaming thread is not the one the application configured); 0 leaves LibTorch's setting.
+  /// On small machines one thread is often faster at batch 1.
+  int threads = 0;
 };
 
 /// What the network said about one scan.
