@@ -49,6 +49,27 @@ typedef enum {
   GST_CXR_PRECISION_BF16 = 2,
 } GstCxrPrecision;
 
+typedef enum {
+  GST_CXR_MEMORY_FORMAT_AUTO = 0,
+  GST_CXR_MEMORY_FORMAT_CHANNELS_LAST = 1,
+  GST_CXR_MEMORY_FORMAT_CONTIGUOUS = 2,
+} GstCxrMemoryFormat;
+
+static GType gst_cxr_memory_format_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_CXR_MEMORY_FORMAT_AUTO, "The faster of the two, timed at start on the CPU", "auto"},
+      {GST_CXR_MEMORY_FORMAT_CHANNELS_LAST, "Channels-last (NHWC)", "channels-last"},
+      {GST_CXR_MEMORY_FORMAT_CONTIGUOUS, "Contiguous (NCHW)", "contiguous"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstCxrMemoryFormat", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
 static GType gst_cxr_precision_get_type(void) {
   static GType type = 0;
   static const GEnumValue values[] = {
@@ -64,13 +85,14 @@ static GType gst_cxr_precision_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT };
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_BATCH_SIZE 1
 #define DEFAULT_BATCH_TIMEOUT 0
 #define DEFAULT_PRECISION GST_CXR_PRECISION_FP32
 #define DEFAULT_EMBEDDINGS FALSE
 #define DEFAULT_THREADS 0
+#define DEFAULT_MEMORY_FORMAT GST_CXR_MEMORY_FORMAT_AUTO
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 
@@ -123,6 +145,7 @@ struct _GstCxrInfer {
   GstCxrPrecision precision;
   gboolean embeddings;
   guint threads;
+  GstCxrMemoryFormat memory_format;
 
   InferState* state;
 };
@@ -152,6 +175,7 @@ static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GVa
     case PROP_PRECISION: self->precision = static_cast<GstCxrPrecision>(g_value_get_enum(value)); break;
     case PROP_EMBEDDINGS: self->embeddings = g_value_get_boolean(value); break;
     case PROP_THREADS: self->threads = g_value_get_uint(value); break;
+    case PROP_MEMORY_FORMAT: self->memory_format = static_cast<GstCxrMemoryFormat>(g_value_get_enum(value)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -168,6 +192,7 @@ static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_PRECISION: g_value_set_enum(value, self->precision); break;
     case PROP_EMBEDDINGS: g_value_set_boolean(value, self->embeddings); break;
     case PROP_THREADS: g_value_set_uint(value, self->threads); break;
+    case PROP_MEMORY_FORMAT: g_value_set_enum(value, self->memory_format); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -437,6 +462,9 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.max_batch = static_cast<int>(self->batch_size);
   options.embeddings = self->embeddings;
   options.threads = static_cast<int>(self->threads);
+  options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
+                   : self->memory_format == GST_CXR_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
+                                                                              : cxr::models::Layout::Auto;
   options.precision = self->precision == GST_CXR_PRECISION_FP16   ? cxr::models::Precision::FP16
                       : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16
                                                                   : cxr::models::Precision::FP32;
@@ -454,8 +482,9 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     st->batch_size = static_cast<guint>(options.max_batch);
     st->timeout = timeout;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
-    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u", card.name.c_str(), card.architecture.c_str(),
-                    card.classes.size(), st->predictor->device().c_str(), st->batch_size);
+    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s", card.name.c_str(),
+                    card.architecture.c_str(), card.classes.size(), st->predictor->device().c_str(), st->batch_size,
+                    cxr::models::to_string(st->predictor->layout()));
     InferState* raw = st.release();
     raw->timer = std::thread(timer_loop, self, raw);
     self->state = raw;
@@ -536,6 +565,12 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
                         "LibTorch intra-op threads for inference, set on the streaming thread (0: LibTorch's default; "
                         "1 is often fastest at batch-size=1 on small machines)",
                         0, 1024, DEFAULT_THREADS, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_MEMORY_FORMAT,
+      g_param_spec_enum("memory-format", "Memory format",
+                        "Layout of activations and weights (built-in architectures); which is faster depends on the "
+                        "network and the CPU",
+                        gst_cxr_memory_format_get_type(), DEFAULT_MEMORY_FORMAT, ready_only));
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray classifier", "Filter/Analyzer/Video",
                                         "LibTorch inference from a model card; attaches results to each scan",
@@ -544,6 +579,7 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &src_template);
   element_class->change_state = GST_DEBUG_FUNCPTR(gst_cxr_infer_change_state);
   gst_type_mark_as_plugin_api(gst_cxr_precision_get_type(), static_cast<GstPluginAPIFlags>(0));
+  gst_type_mark_as_plugin_api(gst_cxr_memory_format_get_type(), static_cast<GstPluginAPIFlags>(0));
   GST_DEBUG_CATEGORY_INIT(gst_cxr_infer_debug, "cxrinfer", 0, "Chest X-ray classifier");
 }
 
@@ -566,5 +602,6 @@ static void gst_cxr_infer_init(GstCxrInfer* self) {
   self->precision = DEFAULT_PRECISION;
   self->embeddings = DEFAULT_EMBEDDINGS;
   self->threads = DEFAULT_THREADS;
+  self->memory_format = DEFAULT_MEMORY_FORMAT;
   self->state = nullptr;
 }

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "cxr/error.hpp"
+#include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/predictor.hpp"
 #include "cxr/models/weights.hpp"
 #include "testutil.hpp"
 
@@ -215,4 +217,47 @@ TEST_CASE("models: replace_head keeps the backbone and changes the classes", "[m
 TEST_CASE("models: unknown architecture and class count are refused", "[models]") {
   CHECK_THROWS_WITH(make_classifier("resnet50", 3), Catch::Contains("resnet34, mobilenet_v3_large, efficientnet_b1"));
   CHECK_THROWS_AS(make_classifier("resnet34", 0), cxr::InvalidArgument);
+}
+
+TEST_CASE("models: Predictor gives the same results in either memory format; auto picks one", "[models]") {
+  cxrtest::TempDir t;
+  ModelCard card;
+  card.name = "layout";
+  card.architecture = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
+  CAPTURE(card.architecture);
+  card.classes = {"a", "b", "c"};
+  card.weights = t / "w.pth";
+  card.input.height = 64;
+  card.input.width = 80;
+  card.input.mean = {0.5f};
+  card.input.std = {0.25f};
+  write_initial_weights(card, 3);
+  std::vector<cv::Mat> scans;
+  for (int i = 0; i < 3; ++i) {
+    cv::Mat m(97, 131, CV_8U);
+    cv::RNG(40 + i).fill(m, cv::RNG::UNIFORM, 0, 256);
+    scans.push_back(m);
+  }
+  auto run = [&](Layout layout, Layout* used) {
+    PredictorOptions o;
+    o.device = "cpu";
+    o.layout = layout;
+    Predictor p(card, o);
+    *used = p.layout();
+    return p.predict(scans);
+  };
+  Layout cl_used, nchw_used, auto_used;
+  const auto cl = run(Layout::ChannelsLast, &cl_used);
+  const auto nchw = run(Layout::Contiguous, &nchw_used);
+  const auto automatic = run(Layout::Auto, &auto_used);
+  CHECK(cl_used == Layout::ChannelsLast);
+  CHECK(nchw_used == Layout::Contiguous);
+  CHECK((auto_used == Layout::ChannelsLast || auto_used == Layout::Contiguous));
+  REQUIRE(cl.size() == scans.size());
+  for (size_t i = 0; i < scans.size(); ++i) {
+    for (size_t c = 0; c < 3; ++c) {
+      CHECK(nchw[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
+      CHECK(automatic[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
+    }
+  }
 }

@@ -69,10 +69,14 @@ void prepare_for_inference(ClassifierImpl& model, const torch::Device& device, t
   model.eval();
   model.fold_batchnorm();
   model.to(device, dtype);
-  if (!channels_last) return;
+  set_weight_layout(model, channels_last);
+}
+
+void set_weight_layout(ClassifierImpl& model, bool channels_last) {
   torch::NoGradGuard no_grad;
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   for (auto& p : model.parameters()) {
-    if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
   }
 }
 

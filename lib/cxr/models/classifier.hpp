@@ -69,6 +69,9 @@ class ClassifierImpl : public torch::nn::Module {
 void prepare_for_inference(ClassifierImpl& model, const torch::Device& device, torch::ScalarType dtype,
                            bool channels_last);
 
+/// Puts the 4-D weights in channels-last or in contiguous (NCHW) layout.
+void set_weight_layout(ClassifierImpl& model, bool channels_last);
+
 /// Creates an architecture by torchvision name with `num_classes` outputs, initialised as
 /// torchvision initialises it. Throws cxr::InvalidArgument for unknown names.
 std::shared_ptr<ClassifierImpl> make_classifier(const std::string& architecture, int64_t num_classes);

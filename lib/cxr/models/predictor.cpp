@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
@@ -61,6 +62,14 @@ const char* to_string(Precision p) {
   }
 }
 
+const char* to_string(Layout l) {
+  switch (l) {
+    case Layout::ChannelsLast: return "channels-last";
+    case Layout::Contiguous: return "contiguous";
+    default: return "auto";
+  }
+}
+
 struct Predictor::Impl {
   ModelCard card;
   PredictorOptions options;
@@ -79,6 +88,21 @@ struct Predictor::Impl {
       return net->head(*embedding);
     }
     return script->forward({x}).toTensor();
+  }
+
+  // Seconds of the fastest of `reps` forwards of one zero scan in the current layout.
+  double time_forward(const InputSpec& in, int reps) {
+    c10::InferenceMode guard;
+    auto x = torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(dtype).device(device));
+    if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    forward(x, nullptr);  // warm-up: oneDNN primitives for this layout
+    double best = 1e30;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      forward(x, nullptr);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
   }
 };
 
@@ -118,8 +142,22 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
       throw WeightsError(who + " (" + m.card.architecture + ", " + std::to_string(n_classes) + " classes): " + e.what());
     }
     if (options.fold_batchnorm) {
-      m.channels_last = !m.device.is_cuda() || m.dtype != torch::kFloat;
+      m.channels_last = options.layout == Layout::Auto ? (!m.device.is_cuda() || m.dtype != torch::kFloat)
+                                                       : options.layout == Layout::ChannelsLast;
       prepare_for_inference(*m.net, m.device, m.dtype, m.channels_last);
+      if (options.layout == Layout::Auto && !m.device.is_cuda()) {
+        // Time both layouts on this CPU, with the threads the runs will have; NCHW must win
+        // clearly (10 %) to replace channels-last, so timing noise does not flip the choice.
+        if (options.threads > 0) at::set_num_threads(options.threads);
+        const double cl = m.time_forward(m.card.input, 3);
+        m.channels_last = false;
+        set_weight_layout(*m.net, false);
+        const double nchw = m.time_forward(m.card.input, 3);
+        if (nchw > 0.9 * cl) {
+          m.channels_last = true;
+          set_weight_layout(*m.net, true);
+        }
+      }
     } else {
       m.net->eval();
       m.net->to(m.device, m.dtype);
@@ -142,6 +180,7 @@ Predictor::~Predictor() = default;
 const ModelCard& Predictor::card() const { return impl_->card; }
 const PredictorOptions& Predictor::options() const { return impl_->options; }
 std::string Predictor::device() const { return impl_->device.str(); }
+Layout Predictor::layout() const { return impl_->channels_last ? Layout::ChannelsLast : Layout::Contiguous; }
 
 size_t Predictor::input_size() const {
   const InputSpec& in = impl_->card.input;
