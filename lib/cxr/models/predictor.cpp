@@ -90,19 +90,32 @@ struct Predictor::Impl {
     return script->forward({x}).toTensor();
   }
 
-  // Seconds of the fastest of `reps` forwards of one zero scan in the current layout.
-  double time_forward(const InputSpec& in, int reps) {
+  // Seconds of one forward of a zero scan in the current layout (after a warm-up forward when
+  // `warm_up`: oneDNN builds its primitives for a layout on first use).
+  double time_forward(const InputSpec& in, bool warm_up) {
     c10::InferenceMode guard;
     auto x = torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(dtype).device(device));
     if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    forward(x, nullptr);  // warm-up: oneDNN primitives for this layout
-    double best = 1e30;
-    for (int r = 0; r < reps; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      forward(x, nullptr);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (warm_up) forward(x, nullptr);
+    const auto t0 = std::chrono::steady_clock::now();
+    forward(x, nullptr);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  // Channels-last or NCHW, whichever runs one scan faster here: three alternating rounds (so
+  // that drift in the machine's load hits both alike), the best time of each; NCHW must win
+  // by 3 % to replace channels-last.
+  void pick_layout(const InputSpec& in) {
+    double best[2] = {1e30, 1e30};  // [NCHW, channels-last]
+    for (int round = 0; round < 3; ++round) {
+      for (const bool cl : {true, false}) {
+        channels_last = cl;
+        set_weight_layout(*net, cl);
+        best[cl] = std::min(best[cl], time_forward(in, round == 0));
+      }
     }
-    return best;
+    channels_last = best[0] > 0.97 * best[1];
+    set_weight_layout(*net, channels_last);
   }
 };
 
@@ -145,19 +158,6 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
       m.channels_last = options.layout == Layout::Auto ? (!m.device.is_cuda() || m.dtype != torch::kFloat)
                                                        : options.layout == Layout::ChannelsLast;
       prepare_for_inference(*m.net, m.device, m.dtype, m.channels_last);
-      if (options.layout == Layout::Auto && !m.device.is_cuda()) {
-        // Time both layouts on this CPU, with the threads the runs will have; NCHW must win
-        // clearly (10 %) to replace channels-last, so timing noise does not flip the choice.
-        if (options.threads > 0) at::set_num_threads(options.threads);
-        const double cl = m.time_forward(m.card.input, 3);
-        m.channels_last = false;
-        set_weight_layout(*m.net, false);
-        const double nchw = m.time_forward(m.card.input, 3);
-        if (nchw > 0.9 * cl) {
-          m.channels_last = true;
-          set_weight_layout(*m.net, true);
-        }
-      }
     } else {
       m.net->eval();
       m.net->to(m.device, m.dtype);
@@ -166,12 +166,20 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   m.batch = torch::zeros({options.max_batch, in.channels, in.height, in.width}, torch::kFloat);
   if (m.device.is_cuda()) m.batch = m.batch.pin_memory();
 
-  // One forward at load: checks that the network's output fits the card, and warms up.
-  c10::InferenceMode guard;
-  auto probe = m.forward(torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(m.dtype).device(m.device)), nullptr);
-  if (probe.dim() != 2 || probe.size(1) != n_classes) {
-    throw ConfigError(who + ": the network outputs " + std::to_string(probe.dim() == 2 ? probe.size(1) : -1) +
-                      " values per scan but the card lists " + std::to_string(n_classes) + " classes");
+  {
+    // One forward at load: checks that the network's output fits the card, and warms up.
+    c10::InferenceMode guard;
+    auto probe = m.forward(torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(m.dtype).device(m.device)), nullptr);
+    if (probe.dim() != 2 || probe.size(1) != n_classes) {
+      throw ConfigError(who + ": the network outputs " + std::to_string(probe.dim() == 2 ? probe.size(1) : -1) +
+                        " values per scan but the card lists " + std::to_string(n_classes) + " classes");
+    }
+  }
+  // After the check, so that a card that does not fit fails without the timing runs; with the
+  // threads the runs will have.
+  if (m.net && options.fold_batchnorm && options.layout == Layout::Auto && !m.device.is_cuda()) {
+    if (options.threads > 0) at::set_num_threads(options.threads);
+    m.pick_layout(in);
   }
 }
 

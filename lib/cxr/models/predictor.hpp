@@ -33,7 +33,8 @@ struct PredictorOptions {
   bool fold_batchnorm = true;          ///< fold BatchNorm into convolutions at load
   int max_batch = 8;                   ///< slots of the input batch
   /// LibTorch intra-op threads for each run, set on the thread that calls run() (a GStreamer
-  /// streaming thread is not the one the application configured); 0 leaves LibTorch's setting.
+  /// streaming thread is not the one the application configured) and, for Layout::Auto's
+  /// timing, on the thread that constructs; 0 leaves LibTorch's setting.
   /// On small machines one thread is often faster at batch 1.
   int threads = 0;
   Layout layout = Layout::Auto;        ///< built-in architectures with fold_batchnorm only
