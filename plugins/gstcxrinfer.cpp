@@ -53,14 +53,17 @@ typedef enum {
   GST_CXR_MEMORY_FORMAT_AUTO = 0,
   GST_CXR_MEMORY_FORMAT_CHANNELS_LAST = 1,
   GST_CXR_MEMORY_FORMAT_CONTIGUOUS = 2,
+  GST_CXR_MEMORY_FORMAT_ONEDNN = 3,
 } GstCxrMemoryFormat;
 
 static GType gst_cxr_memory_format_get_type(void) {
   static GType type = 0;
   static const GEnumValue values[] = {
-      {GST_CXR_MEMORY_FORMAT_AUTO, "The faster of the two, timed at start on the CPU", "auto"},
+      {GST_CXR_MEMORY_FORMAT_AUTO, "The fastest, timed at start on the CPU", "auto"},
       {GST_CXR_MEMORY_FORMAT_CHANNELS_LAST, "Channels-last (NHWC)", "channels-last"},
       {GST_CXR_MEMORY_FORMAT_CONTIGUOUS, "Contiguous (NCHW)", "contiguous"},
+      {GST_CXR_MEMORY_FORMAT_ONEDNN, "oneDNN blocked tensors, weights packed at start (CPU, fp32, resnet34)",
+       "onednn"},
       {0, nullptr, nullptr},
   };
   if (g_once_init_enter(&type)) {
@@ -464,6 +467,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.threads = static_cast<int>(self->threads);
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
+                   : self->memory_format == GST_CXR_MEMORY_FORMAT_ONEDNN      ? cxr::models::Layout::OneDnn
                                                                               : cxr::models::Layout::Auto;
   options.precision = self->precision == GST_CXR_PRECISION_FP16   ? cxr::models::Precision::FP16
                       : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16

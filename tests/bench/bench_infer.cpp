@@ -2,7 +2,7 @@
 // Helper of bench_infer.py: timings that need C++.
 //
 //   bench-infer raw ARCH SIZE BATCH THREADS SECONDS LAYOUT  module forward (folded, InferenceMode;
-//                                                          LAYOUT channels-last or contiguous)
+//                                                          LAYOUT channels-last, contiguous or onednn)
 //   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES    cxrinfer between videotestsrc and fakesink
 //   bench-infer rss CARD SIZE BATCH FRAMES                 VmRSS while streaming FRAMES scans
 //
@@ -49,10 +49,12 @@ std::string blas_libraries() {
   return found.empty() ? "none" : found;
 }
 
-int raw(const std::string& arch, int size, int batch, int threads, double budget, bool channels_last) {
+int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout) {
   at::set_num_threads(threads);
   auto net = cxr::models::make_classifier(arch, 3);
+  const bool channels_last = layout == "channels-last";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
+  if (layout == "onednn") net->set_onednn(true);
   c10::InferenceMode guard;
   auto x = torch::randn({batch, 3, size, size});
   if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
@@ -144,7 +146,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
   try {
     if (a.size() == 7 && a[0] == "raw") {
-      return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6] == "channels-last");
+      return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6]);
     }
     if (a.size() == 6 && a[0] == "pipeline") {
       return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false);

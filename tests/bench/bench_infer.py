@@ -3,14 +3,16 @@
 
 For each architecture, batch 1 and 8, 224 and 255 px, one thread and all threads: images/s of
   - torchvision eager (this interpreter, torch.inference_mode, eval),
-  - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax), in NCHW
-    and in channels-last (cxrinfer's memory-format=auto times both at start and keeps the
-    faster; the overhead is against the faster),
+  - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax), in NCHW,
+    in channels-last and, for ResNet-34, on oneDNN tensors with pre-packed weights (cxrinfer's
+    memory-format=auto times them at start and keeps the fastest; the overhead is against the
+    fastest),
   - cxrinfer between videotestsrc (GRAY8 frames of the input size) and fakesink (bench-infer
     pipeline: from the first to the last batch leaving the element).
 Then the resident memory while streaming 1000 scans. Goals: cxrinfer >= 1.2x torchvision eager;
 pipeline overhead <= 10% of the faster raw forward; RSS flat (growth over the last 900 scans < 5%).
-Exits 1 when a goal is missed. Options: --quick (fewer configurations), --seconds S (per
+Exits 1 when a goal is missed. Options: --quick (fewer configurations), --arch A (only A;
+repeatable), --seconds S (per
 measurement), --rounds N: the four measurements of a configuration run N times, interleaved, and
 each keeps its best rate, so that a burst of load from elsewhere on a shared machine does not
 land on one side of a comparison only.
@@ -83,12 +85,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--arch", action="append", choices=ARCHS, help="only these architectures (repeatable)")
     opts = ap.parse_args()
     all_threads = os.cpu_count() or 1
     threads_list = sorted({1, all_threads})
     batches = [1, 8]
     sizes = [224, 255]
-    archs = ARCHS
+    archs = opts.arch or ARCHS
     if opts.quick:
         batches, sizes = [8], [224]
     alt = subprocess.run(["update-alternatives", "--display", "libblas.so.3-x86_64-linux-gnu"],
@@ -104,20 +107,23 @@ def main():
                 card = write_card(tmp, arch, size)
                 for batch in batches:
                     for threads in threads_list:
-                        tv = raw = raw_nchw = pipe = 0.0
+                        layouts = ["contiguous", "channels-last"] + (["onednn"] if arch == "resnet34" else [])
+                        tv = pipe = 0.0
+                        raw = dict.fromkeys(layouts, 0.0)
                         for _ in range(max(1, opts.rounds)):
                             tv = max(tv, torchvision_rate(arch, size, batch, threads, opts.seconds))
-                            out = run("raw", arch, size, batch, threads, opts.seconds, "channels-last")
-                            raw = max(raw, float(out[1]))
-                            blas_cxx = out[5]
-                            raw_nchw = max(raw_nchw, float(run("raw", arch, size, batch, threads, opts.seconds,
-                                                               "contiguous")[1]))
-                            frames = max(4 * batch, int(float(out[1]) * opts.seconds * 1.5) // batch * batch + batch)
+                            for layout in layouts:
+                                out = run("raw", arch, size, batch, threads, opts.seconds, layout)
+                                raw[layout] = max(raw[layout], float(out[1]))
+                                blas_cxx = out[5]
+                            best = max(raw.values())
+                            frames = max(4 * batch, int(best * opts.seconds * 1.5) // batch * batch + batch)
                             pipe = max(pipe, float(run("pipeline", card, size, batch, threads, frames)[1]))
-                        overhead = 1.0 - pipe / max(raw, raw_nchw)  # cxrinfer times both layouts at start
-                        rows.append((arch, size, batch, threads, tv, raw_nchw, raw, pipe, pipe / tv, overhead))
+                        overhead = 1.0 - pipe / max(raw.values())  # cxrinfer times the layouts at start
+                        rows.append((arch, size, batch, threads, tv, raw, pipe, pipe / tv, overhead))
+                        raws = "  ".join(f"raw {k} {v:7.2f}" for k, v in raw.items())
                         print(f"{arch:20s} {size:3d}px batch {batch} threads {threads}: torchvision {tv:7.2f}  "
-                              f"raw NCHW {raw_nchw:7.2f}  raw {raw:7.2f}  cxrinfer {pipe:7.2f} img/s  cxrinfer/torchvision {pipe / tv:4.2f}  "
+                              f"{raws}  cxrinfer {pipe:7.2f} img/s  cxrinfer/torchvision {pipe / tv:4.2f}  "
                               f"overhead {100 * overhead:5.1f}%", flush=True)
                         if pipe < 1.2 * tv:
                             failures.append(f"{arch} {size}px b{batch} t{threads}: cxrinfer {pipe:.2f} < 1.2 x "
@@ -126,12 +132,12 @@ def main():
                             failures.append(f"{arch} {size}px b{batch} t{threads}: pipeline overhead "
                                             f"{100 * overhead:.1f}% > 10%")
         print(f"BLAS mapped in bench-infer: {blas_cxx}")
-        print("\n| arch | px | batch | threads | torchvision img/s | raw forward NCHW | raw forward channels-last "
+        print("\n| arch | px | batch | threads | torchvision img/s | raw NCHW | raw channels-last | raw oneDNN "
               "| cxrinfer img/s | cxrinfer / torchvision | pipeline overhead |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for a, s, b, t, tv, rn, raw, pipe, ratio, ov in rows:
-            print(f"| {a} | {s} | {b} | {t} | {tv:.2f} | {rn:.2f} | {raw:.2f} | {pipe:.2f} | {ratio:.2f} | "
-                  f"{100 * ov:.1f}% |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for a, s, b, t, tv, raw, pipe, ratio, ov in rows:
+            cells = " | ".join(f"{raw[k]:.2f}" if k in raw else "-" for k in ("contiguous", "channels-last", "onednn"))
+            print(f"| {a} | {s} | {b} | {t} | {tv:.2f} | {cells} | {pipe:.2f} | {ratio:.2f} | {100 * ov:.1f}% |")
 
         card = write_card(tmp, "mobilenet_v3_large", 224)
         out = run("rss", card, 224, 8, 1000)

@@ -25,10 +25,10 @@ constexpr int kStride = 68;
 
 /// A small MobileNetV3 card with fresh weights in the temp dir.
 std::string make_card(const cxrtest::TempDir& t, const std::string& name, int weight_classes, int card_classes,
-                      const std::string& task = "multiclass") {
+                      const std::string& task = "multiclass", const std::string& architecture = "mobilenet_v3_large") {
   cxr::models::ModelCard card;
   card.name = name;
-  card.architecture = "mobilenet_v3_large";
+  card.architecture = architecture;
   card.task = task == "multilabel" ? cxr::models::Task::Multilabel : cxr::models::Task::Multiclass;
   for (int c = 0; c < weight_classes; ++c) card.classes.push_back("class" + std::to_string(c));
   card.weights = t / (name + ".pth");
@@ -318,6 +318,56 @@ TEST_CASE("cxrinfer: a missing or inconsistent model is an element error at star
     gst_element_set_state(pipeline, GST_STATE_NULL);
     gst_object_unref(pipeline);
   }
+}
+
+TEST_CASE("cxrinfer: memory-format selects the layout; every layout gives the same results", "[infer]") {
+  cxrtest::TempDir t;
+  const std::string resnet = make_card(t, "r", 2, 2, "multiclass", "resnet34");
+  std::vector<float> reference;
+  for (const char* format : {"contiguous", "channels-last", "onednn", "auto"}) {
+    INFO(format);
+    GstHarness* h = harness(resnet, 2);
+    gst_util_set_object_arg(G_OBJECT(h->element), "memory-format", format);
+    for (int i = 0; i < 2; ++i) REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(70 * i), 0)) == GST_FLOW_OK);
+    std::vector<float> logits;
+    for (int i = 0; i < 2; ++i) {
+      GstBuffer* out = gst_harness_pull(h);
+      check_result(out, 2, false);
+      auto* r = gst_buffer_get_cxr_result_meta(out);
+      logits.insert(logits.end(), r->logits, r->logits + r->n_classes);
+      gst_buffer_unref(out);
+    }
+    if (reference.empty()) reference = logits;
+    REQUIRE(logits.size() == reference.size());
+    for (size_t i = 0; i < logits.size(); ++i) CHECK(logits[i] == Approx(reference[i]).margin(1e-4));
+    gst_harness_teardown(h);
+  }
+
+  // The oneDNN path is ResNet-34's: on another architecture it is an element error at start.
+  GstElement* pipeline = gst_pipeline_new(nullptr);
+  GstElement* src = gst_element_factory_make("fakesrc", nullptr);
+  GstElement* infer = gst_element_factory_make("cxrinfer", nullptr);
+  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(infer, "model", make_card(t, "m", 2, 2).c_str(), NULL);
+  gst_util_set_object_arg(G_OBJECT(infer), "memory-format", "onednn");
+  gst_bin_add_many(GST_BIN(pipeline), src, infer, sink, NULL);
+  REQUIRE(gst_element_link_many(src, infer, sink, NULL));
+  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  REQUIRE(msg);
+  GError* err = nullptr;
+  gchar* debug = nullptr;
+  gst_message_parse_error(msg, &err, &debug);
+  const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+  INFO(text);
+  CHECK(text.find("memory format onednn needs the CPU and resnet34") != std::string::npos);
+  g_error_free(err);
+  g_free(debug);
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
 }
 
 TEST_CASE("cxrinfer: fp16 on a CPU-only device is refused with the reason", "[infer]") {

@@ -219,7 +219,7 @@ TEST_CASE("models: unknown architecture and class count are refused", "[models]"
   CHECK_THROWS_AS(make_classifier("resnet34", 0), cxr::InvalidArgument);
 }
 
-TEST_CASE("models: Predictor gives the same results in either memory format; auto picks one", "[models]") {
+TEST_CASE("models: Predictor gives the same results in every memory format; auto picks one", "[models]") {
   cxrtest::TempDir t;
   ModelCard card;
   card.name = "layout";
@@ -246,18 +246,59 @@ TEST_CASE("models: Predictor gives the same results in either memory format; aut
     *used = p.layout();
     return p.predict(scans);
   };
-  Layout cl_used, nchw_used, auto_used;
+  const bool resnet = card.architecture == "resnet34";
+  Layout cl_used, nchw_used, auto_used, onednn_used = Layout::OneDnn;
   const auto cl = run(Layout::ChannelsLast, &cl_used);
   const auto nchw = run(Layout::Contiguous, &nchw_used);
   const auto automatic = run(Layout::Auto, &auto_used);
   CHECK(cl_used == Layout::ChannelsLast);
   CHECK(nchw_used == Layout::Contiguous);
-  CHECK((auto_used == Layout::ChannelsLast || auto_used == Layout::Contiguous));
+  CHECK(auto_used != Layout::Auto);
+  std::vector<Prediction> onednn;
+  if (resnet) {
+    onednn = run(Layout::OneDnn, &onednn_used);
+    CHECK(onednn_used == Layout::OneDnn);
+  } else {
+    // Only ResNet-34 has the oneDNN path; asking another architecture for it is an error.
+    CHECK_THROWS_WITH(run(Layout::OneDnn, &onednn_used), Catch::Contains("onednn") && Catch::Contains("resnet34"));
+    CHECK(auto_used != Layout::OneDnn);
+  }
   REQUIRE(cl.size() == scans.size());
   for (size_t i = 0; i < scans.size(); ++i) {
     for (size_t c = 0; c < 3; ++c) {
       CHECK(nchw[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
       CHECK(automatic[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
+      if (resnet) CHECK(onednn[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
     }
   }
+}
+
+TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as the dense one", "[models]") {
+  torch::manual_seed(21);
+  auto net = make_classifier("resnet34", 4);
+  // Non-trivial BatchNorm statistics, so that folding matters.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : net->named_buffers()) {
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+      if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.2, 0.2);
+    }
+  }
+  CHECK_THROWS_WITH(net->set_onednn(true), Catch::Contains("folded"));  // BatchNorm still unfolded
+  prepare_for_inference(*net, torch::kCPU, torch::kFloat, /*channels_last=*/false);
+  c10::InferenceMode guard;
+  // Odd sizes: every stage's padding and pooling edge cases.
+  const auto x = torch::randn({2, 3, 97, 131});
+  const auto dense_features = net->features(x);
+  const auto dense = net->forward(x);
+  net->set_onednn(true);
+  REQUIRE(net->onednn());
+  const auto features = net->features(x);
+  CHECK_FALSE(features.is_mkldnn());  // callers get a dense tensor either way
+  CHECK(features.sizes() == dense_features.sizes());
+  CHECK((features - dense_features).abs().max().item<float>() <= 1e-4f * dense_features.abs().max().item<float>());
+  CHECK((net->forward(x) - dense).abs().max().item<float>() <= 1e-4f * dense.abs().max().item<float>());
+  net->set_onednn(false);
+  CHECK_FALSE(net->onednn());
+  CHECK(torch::equal(net->forward(x), dense));
 }

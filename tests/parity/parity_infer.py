@@ -6,7 +6,9 @@ of its cxr-result messages are compared with torchvision's on the same PNGs load
 did (PIL, RGB replication, Resize((h, w)), ToTensor, Normalize). Most cases keep the scans'
 native sizes (224 to 1024 px), so the element's Pillow-exact scaling is compared too; 16-bit
 PNGs (already of the input size: Pillow cannot resize them as torchvision would) check the
-/ 65535 path. Max abs difference of probabilities <= 1e-4."""
+/ 65535 path. Every case runs with memory-format=auto; the first ResNet-34 and MobileNetV3 cases
+also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN path). Max abs
+difference of probabilities <= 1e-4."""
 import glob
 import os
 import re
@@ -31,6 +33,8 @@ CASES = [  # arch, task, classes, (height, width), mean, std, bits (16: PNGs of 
      [0.229, 0.224, 0.225], 8),
     ("efficientnet_b1", "multiclass", ["normal", "covid", "viral"], (255, 255), [0.5], [0.25], 16),
 ]
+# Explicit memory formats, by index in CASES (auto runs for every case).
+MEMORY_FORMATS = {0: ["contiguous", "channels-last", "onednn"], 1: ["contiguous", "channels-last"]}
 FLOATS = re.compile(r"probabilities=\(double\)< ([^>]*) >")
 
 
@@ -81,10 +85,11 @@ def write_card(path, arch, task, classes, size, mean, std, weights):
         f.write(f"[input]\nsize = [{size[0]}, {size[1]}]\nchannels = 3\nmean = {mean}\nstd = {std}\n")
 
 
-def run_pipeline(tmp, card, bits, n):
+def run_pipeline(tmp, card, bits, n, memory_format):
     fmt = "GRAY16_LE" if bits == 16 else "GRAY8"
     cmd = ["gst-launch-1.0", "-m", "multifilesrc", f"location={tmp}/scan%03d.png", "caps=image/png", "!", "pngdec",
            "!", "videoconvert", "!", f"video/x-raw,format={fmt}", "!", "cxrinfer", f"model={card}", "batch-size=3",
+           f"memory-format={memory_format}",
            "!", "fakesink"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
@@ -110,13 +115,14 @@ def main():
             with torch.no_grad():
                 logits = m(x)
             ref = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, 1)).numpy()
-            got = run_pipeline(tmp, card, bits, len(pngs))
-            d = float(np.abs(got - ref).max())
-            agree = float((got.argmax(1) == ref.argmax(1)).mean())
-            print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit, {len(pngs)} scans: max|dprob|={d:.3e} "
-                  f"argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
-            if not d <= TOL:
-                failures.append(f"{arch} {bits}-bit: probabilities differ by {d}")
+            for memory_format in ["auto"] + MEMORY_FORMATS.get(i, []):
+                got = run_pipeline(tmp, card, bits, len(pngs), memory_format)
+                d = float(np.abs(got - ref).max())
+                agree = float((got.argmax(1) == ref.argmax(1)).mean())
+                print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit {memory_format:13s} {len(pngs)} scans: "
+                      f"max|dprob|={d:.3e} argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
+                if not d <= TOL:
+                    failures.append(f"{arch} {bits}-bit {memory_format}: probabilities differ by {d}")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1

@@ -25,6 +25,40 @@ void ClassifierImpl::fold_batchnorm() {
   folded_ = true;
 }
 
+void ClassifierImpl::set_onednn(bool on) {
+  if (on) throw InvalidArgument(architecture() + " has no oneDNN path (memory format onednn is for resnet34)");
+  onednn_ = false;
+}
+
+namespace {
+
+std::vector<int64_t> pair_of(const torch::ExpandingArray<2>& a) { return {a->at(0), a->at(1)}; }
+
+}  // namespace
+
+OneDnnConv::OneDnnConv(const torch::nn::Conv2dImpl& conv) {
+  torch::NoGradGuard no_grad;
+  const auto& o = conv.options;
+  if (!c10::holds_alternative<torch::ExpandingArray<2>>(o.padding())) {
+    throw InvalidArgument("oneDNN path: convolutions with 'same' or 'valid' padding are not supported");
+  }
+  if (conv.weight.scalar_type() != torch::kFloat || !conv.weight.device().is_cpu()) {
+    throw InvalidArgument("oneDNN path: weights must be fp32 on the CPU");
+  }
+  padding_ = pair_of(c10::get<torch::ExpandingArray<2>>(o.padding()));
+  stride_ = pair_of(o.stride());
+  dilation_ = pair_of(o.dilation());
+  groups_ = o.groups();
+  weight_ = at::mkldnn_reorder_conv2d_weight(conv.weight.detach().contiguous().to_mkldnn(), padding_, stride_,
+                                             dilation_, groups_);
+  if (conv.bias.defined()) bias_ = conv.bias.detach().contiguous().to_mkldnn();
+}
+
+torch::Tensor OneDnnConv::operator()(const torch::Tensor& x) const {
+  return at::mkldnn_convolution(x, weight_, bias_.defined() ? c10::optional<torch::Tensor>(bias_) : c10::nullopt,
+                                padding_, stride_, dilation_, groups_);
+}
+
 const std::vector<std::string>& classifier_architectures() {
   static const std::vector<std::string> names{"resnet34", "mobilenet_v3_large", "efficientnet_b1"};
   return names;

@@ -59,8 +59,19 @@ class ClassifierImpl : public torch::nn::Module {
   void fold_batchnorm();
   bool folded() const { return folded_; }
 
+  /// Whether set_onednn() is available: the architecture has a oneDNN path and this LibTorch
+  /// was built with oneDNN.
+  virtual bool supports_onednn() const { return false; }
+  /// Switches features() to oneDNN tensors whose convolution weights are reordered once, here,
+  /// into oneDNN's blocked layout (dense weights are reordered on every forward). Inference on
+  /// the CPU in fp32 after fold_batchnorm() only; features() then returns a dense tensor as
+  /// before. Throws cxr::InvalidArgument where unsupported. `false` drops the packed weights.
+  virtual void set_onednn(bool on);
+  bool onednn() const { return onednn_; }
+
  protected:
   bool folded_ = false;
+  bool onednn_ = false;
 };
 
 /// Readies a loaded model for inference: eval(), BatchNorm folded, moved to `device` / `dtype`,
@@ -142,6 +153,20 @@ TORCH_MODULE(SqueezeExcitation);
 /// Folds `bn` (eval statistics) into `conv`'s weight and bias, in place. The conv's bias tensor is
 /// created when it had none.
 void fold_conv_bn(torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn);
+
+/// A convolution with its weights reordered for oneDNN (ClassifierImpl::set_onednn()). Takes
+/// and returns oneDNN ("mkldnn") tensors; the dense module is left as it was.
+class OneDnnConv {
+ public:
+  /// Packs `conv`'s current weight and bias (fp32, CPU; dilation 1).
+  explicit OneDnnConv(const torch::nn::Conv2dImpl& conv);
+  torch::Tensor operator()(const torch::Tensor& x) const;
+
+ private:
+  torch::Tensor weight_, bias_;
+  std::vector<int64_t> padding_, stride_, dilation_;
+  int64_t groups_ = 1;
+};
 
 /// torchvision's _make_divisible (channel rounding of MobileNet / EfficientNet).
 int64_t make_divisible(double v, int64_t divisor, int64_t min_value = -1);

@@ -66,6 +66,7 @@ const char* to_string(Layout l) {
   switch (l) {
     case Layout::ChannelsLast: return "channels-last";
     case Layout::Contiguous: return "contiguous";
+    case Layout::OneDnn: return "onednn";
     default: return "auto";
   }
 }
@@ -78,7 +79,14 @@ struct Predictor::Impl {
   std::shared_ptr<ClassifierImpl> net;
   std::unique_ptr<torch::jit::Module> script;
   torch::Tensor batch;  // [max_batch, C, H, W] float32 on the CPU
-  bool channels_last = false;
+  Layout layout = Layout::Contiguous;  // never Auto
+
+  void set_layout(Layout l) {
+    if (net->onednn() && l != Layout::OneDnn) net->set_onednn(false);
+    set_weight_layout(*net, l == Layout::ChannelsLast);
+    if (l == Layout::OneDnn && !net->onednn()) net->set_onednn(true);
+    layout = l;
+  }
 
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* embedding) {
     if (net) {
@@ -95,27 +103,34 @@ struct Predictor::Impl {
   double time_forward(const InputSpec& in, bool warm_up) {
     c10::InferenceMode guard;
     auto x = torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(dtype).device(device));
-    if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    if (layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
     if (warm_up) forward(x, nullptr);
     const auto t0 = std::chrono::steady_clock::now();
     forward(x, nullptr);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  // Channels-last or NCHW, whichever runs one scan faster here: three alternating rounds (so
-  // that drift in the machine's load hits both alike), the best time of each; NCHW must win
-  // by 3 % to replace channels-last.
+  // The fastest layout for one scan here: three alternating rounds (so that drift in the
+  // machine's load hits all alike), the best time of each. Candidates in order of preference;
+  // a later one must win by 3 % to replace an earlier one (timings this close flip from run to
+  // run, and the choice should not).
   void pick_layout(const InputSpec& in) {
-    double best[2] = {1e30, 1e30};  // [NCHW, channels-last]
+    std::vector<Layout> candidates;
+    if (net->supports_onednn()) candidates.push_back(Layout::OneDnn);
+    candidates.push_back(Layout::ChannelsLast);
+    candidates.push_back(Layout::Contiguous);
+    std::vector<double> best(candidates.size(), 1e30);
     for (int round = 0; round < 3; ++round) {
-      for (const bool cl : {true, false}) {
-        channels_last = cl;
-        set_weight_layout(*net, cl);
-        best[cl] = std::min(best[cl], time_forward(in, round == 0));
+      for (size_t i = 0; i < candidates.size(); ++i) {
+        set_layout(candidates[i]);
+        best[i] = std::min(best[i], time_forward(in, round == 0));
       }
     }
-    channels_last = best[0] > 0.97 * best[1];
-    set_weight_layout(*net, channels_last);
+    size_t pick = 0;
+    for (size_t i = 1; i < candidates.size(); ++i) {
+      if (best[i] < 0.97 * best[pick]) pick = i;
+    }
+    set_layout(candidates[pick]);
   }
 };
 
@@ -155,10 +170,18 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
       throw WeightsError(who + " (" + m.card.architecture + ", " + std::to_string(n_classes) + " classes): " + e.what());
     }
     if (options.fold_batchnorm) {
-      m.channels_last = options.layout == Layout::Auto ? (!m.device.is_cuda() || m.dtype != torch::kFloat)
-                                                       : options.layout == Layout::ChannelsLast;
-      prepare_for_inference(*m.net, m.device, m.dtype, m.channels_last);
+      if (options.layout == Layout::OneDnn && (m.device.is_cuda() || !m.net->supports_onednn())) {
+        throw InvalidArgument(who + ": memory format onednn needs the CPU and resnet34 (device " + m.device.str() +
+                              ", " + m.card.architecture + ")");
+      }
+      // Auto starts from channels-last (the CPU's choice is timed below).
+      const bool cl = options.layout == Layout::Auto ? (!m.device.is_cuda() || m.dtype != torch::kFloat)
+                                                     : options.layout == Layout::ChannelsLast;
+      prepare_for_inference(*m.net, m.device, m.dtype, cl);
+      m.layout = cl ? Layout::ChannelsLast : Layout::Contiguous;
+      if (options.layout == Layout::OneDnn) m.set_layout(Layout::OneDnn);
     } else {
+      if (options.layout == Layout::OneDnn) throw InvalidArgument(who + ": memory format onednn needs BatchNorm folding");
       m.net->eval();
       m.net->to(m.device, m.dtype);
     }
@@ -188,7 +211,7 @@ Predictor::~Predictor() = default;
 const ModelCard& Predictor::card() const { return impl_->card; }
 const PredictorOptions& Predictor::options() const { return impl_->options; }
 std::string Predictor::device() const { return impl_->device.str(); }
-Layout Predictor::layout() const { return impl_->channels_last ? Layout::ChannelsLast : Layout::Contiguous; }
+Layout Predictor::layout() const { return impl_->layout; }
 
 size_t Predictor::input_size() const {
   const InputSpec& in = impl_->card.input;
@@ -208,7 +231,7 @@ std::vector<Prediction> Predictor::run(size_t n) {
   c10::InferenceMode guard;
   auto x = m.batch.narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);
-  if (m.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  if (m.layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor embedding;
   auto logits = m.forward(x, m.options.embeddings ? &embedding : nullptr).to(torch::kCPU, torch::kFloat).contiguous();
   const bool multilabel = m.card.task == Task::Multilabel;

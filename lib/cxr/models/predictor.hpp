@@ -19,10 +19,11 @@ enum class Precision { FP32, FP16, BF16 };
 const char* to_string(Precision p);
 
 /// Layout of activations and convolution weights. Which is faster depends on the network and
-/// the CPU (oneDNN's kernels): on AVX2 machines ResNet-34 runs faster in NCHW, MobileNetV3 and
-/// EfficientNet in channels-last. Auto times both on the CPU at load (a few forwards of one
-/// scan) and keeps the faster; on CUDA it takes channels-last for fp16/bf16, NCHW for fp32.
-enum class Layout { Auto, ChannelsLast, Contiguous };
+/// the CPU (oneDNN's kernels): on AVX2 machines ResNet-34 runs fastest on oneDNN tensors with
+/// pre-packed weights, MobileNetV3 and EfficientNet in channels-last. Auto times the candidates
+/// on the CPU at load (a few forwards of one scan) and keeps the fastest; on CUDA it takes
+/// channels-last for fp16/bf16, NCHW for fp32. OneDnn: CPU, fp32, ResNet-34 only.
+enum class Layout { Auto, ChannelsLast, Contiguous, OneDnn };
 
 const char* to_string(Layout l);
 
@@ -63,7 +64,7 @@ class Predictor {
   const PredictorOptions& options() const;
   /// The device actually used ("cpu", "cuda:0").
   std::string device() const;
-  /// The layout in use: ChannelsLast or Contiguous (never Auto).
+  /// The layout in use (never Auto).
   Layout layout() const;
   /// Floats of one prepared input (channels * height * width).
   size_t input_size() const;

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "cxr/models/resnet.hpp"
 
+#include <ATen/Context.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/pooling.h>
+
+#include "cxr/error.hpp"
 
 namespace cxr::models {
 namespace {
@@ -33,6 +36,22 @@ torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
   if (!folded_) out = bn2->forward(out);
   auto identity = downsample ? downsample->forward(x) : x;
   return torch::relu_(out.add_(identity));
+}
+
+torch::Tensor BasicBlockImpl::forward_onednn(const torch::Tensor& x) {
+  auto out = (*packed1_)(x).relu_();
+  out = (*packed2_)(out);
+  return out.add_(packed_down_ ? (*packed_down_)(x) : x).relu_();
+}
+
+void BasicBlockImpl::set_onednn(bool on) {
+  packed1_.reset();
+  packed2_.reset();
+  packed_down_.reset();
+  if (!on) return;
+  packed1_.emplace(*conv1);
+  packed2_.emplace(*conv2);
+  if (downsample) packed_down_.emplace(*downsample->conv);
 }
 
 void BasicBlockImpl::fold() {
@@ -65,6 +84,14 @@ ResNet34Impl::ResNet34Impl(int64_t num_classes) : ClassifierImpl("ResNet34") {
 }
 
 torch::Tensor ResNet34Impl::features(torch::Tensor x) {
+  if (onednn_) {
+    x = (*packed_stem_)(x.contiguous().to_mkldnn()).relu_();
+    x = torch::max_pool2d(x, 3, 2, 1);
+    for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+      for (auto& block : **layer) x = block.get<BasicBlockImpl>().forward_onednn(x);
+    }
+    return x.to_dense();
+  }
   x = conv1->forward(x);
   if (!stem_folded_) x = bn1->forward(x);
   x = torch::max_pool2d(torch::relu_(x), 3, 2, 1);
@@ -80,6 +107,21 @@ torch::Tensor ResNet34Impl::head(torch::Tensor e) { return fc->forward(e); }
 
 void ResNet34Impl::replace_head(int64_t n) {
   fc = replace_module("fc", torch::nn::Linear(512, n));
+}
+
+bool ResNet34Impl::supports_onednn() const { return at::hasMKLDNN(); }
+
+void ResNet34Impl::set_onednn(bool on) {
+  if (on && !supports_onednn()) throw InvalidArgument("resnet34: this LibTorch was built without oneDNN");
+  if (on && !folded_) throw InvalidArgument("resnet34: the oneDNN path needs the BatchNorms folded (inference)");
+  onednn_ = false;
+  packed_stem_.reset();
+  for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+    for (auto& block : **layer) block.get<BasicBlockImpl>().set_onednn(on);
+  }
+  if (!on) return;
+  packed_stem_.emplace(*conv1);
+  onednn_ = true;
 }
 
 void ResNet34Impl::fold() {

@@ -4,6 +4,8 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
+#include <optional>
+
 #include "cxr/models/classifier.hpp"
 
 namespace cxr::models {
@@ -15,12 +17,17 @@ class BasicBlockImpl : public torch::nn::Module, public Foldable {
   BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride);
   torch::Tensor forward(torch::Tensor x);
   void fold() override;
+  /// Packs the (folded) convolutions for forward_onednn(); `false` drops them.
+  void set_onednn(bool on);
+  /// forward() on oneDNN tensors.
+  torch::Tensor forward_onednn(const torch::Tensor& x);
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   ConvNormAct downsample{nullptr};
   bool folded_ = false;
+  std::optional<OneDnnConv> packed1_, packed2_, packed_down_;
 };
 TORCH_MODULE(BasicBlock);
 
@@ -40,6 +47,8 @@ class ResNet34Impl : public ClassifierImpl, public Foldable {
   int64_t embedding_size() const override { return 512; }
   void replace_head(int64_t num_classes) override;
   void fold() override;
+  bool supports_onednn() const override;
+  void set_onednn(bool on) override;
 
  private:
   torch::nn::Conv2d conv1{nullptr};
@@ -47,6 +56,7 @@ class ResNet34Impl : public ClassifierImpl, public Foldable {
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   torch::nn::Linear fc{nullptr};
   bool stem_folded_ = false;
+  std::optional<OneDnnConv> packed_stem_;
 };
 TORCH_MODULE(ResNet34);
 
