@@ -22,7 +22,9 @@
  * target class, model, method, layer) and a GstCxrResultMeta with the probabilities of the same
  * forward pass (unless one is already there, e.g. from a cxrinfer upstream: that one is kept).
  * The model loads when the element starts; a missing or unsuitable model (TorchScript, unknown
- * target layer or class) is an element error then.
+ * target layer or class) is an element error then. `threads` sets LibTorch's intra-op threads
+ * on the streaming thread. `memory-format` is NCHW by default; `auto` times channels-last
+ * against NCHW for one scan's forward and backward at start (CPU) and keeps the faster.
  *
  * ## Example launch line
  * |[
@@ -64,6 +66,27 @@ typedef enum {
   GST_CXR_CAM_SCALING_MINMAX = 0,
   GST_CXR_CAM_SCALING_FIXED = 1,
 } GstCxrCamScaling;
+
+typedef enum {
+  GST_CXR_CAM_MEMORY_FORMAT_AUTO = 0,
+  GST_CXR_CAM_MEMORY_FORMAT_CHANNELS_LAST = 1,
+  GST_CXR_CAM_MEMORY_FORMAT_CONTIGUOUS = 2,
+} GstCxrCamMemoryFormat;
+
+static GType gst_cxr_cam_memory_format_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_CXR_CAM_MEMORY_FORMAT_AUTO, "The faster of the two, timed at start on the CPU", "auto"},
+      {GST_CXR_CAM_MEMORY_FORMAT_CHANNELS_LAST, "Channels-last (NHWC)", "channels-last"},
+      {GST_CXR_CAM_MEMORY_FORMAT_CONTIGUOUS, "Contiguous (NCHW)", "contiguous"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstCxrCamMemoryFormat", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
 
 static GType gst_cxr_cam_method_get_type(void) {
   static GType type = 0;
@@ -107,7 +130,19 @@ static GType gst_cxr_cam_scaling_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_TARGET, PROP_METHOD, PROP_OUTPUT, PROP_ALPHA, PROP_SCALING, PROP_FIXED_MAX };
+enum {
+  PROP_0,
+  PROP_MODEL,
+  PROP_DEVICE,
+  PROP_TARGET,
+  PROP_METHOD,
+  PROP_OUTPUT,
+  PROP_ALPHA,
+  PROP_SCALING,
+  PROP_FIXED_MAX,
+  PROP_THREADS,
+  PROP_MEMORY_FORMAT
+};
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_TARGET "predicted"
 #define DEFAULT_METHOD GST_CXR_CAM_METHOD_GRADCAM
@@ -115,6 +150,8 @@ enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_TARGET, PROP_METHOD, PROP_OUTPUT, P
 #define DEFAULT_ALPHA 0.5
 #define DEFAULT_SCALING GST_CXR_CAM_SCALING_MINMAX
 #define DEFAULT_FIXED_MAX 1.0
+#define DEFAULT_THREADS 0
+#define DEFAULT_MEMORY_FORMAT GST_CXR_CAM_MEMORY_FORMAT_CONTIGUOUS
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 #define CXR_OUT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, GRAY8 }")
@@ -143,6 +180,8 @@ struct _GstCxrGradcam {
   gdouble alpha;
   GstCxrCamScaling scaling;
   gdouble fixed_max;
+  guint threads;
+  GstCxrCamMemoryFormat memory_format;
 
   CamState* state;
 };
@@ -180,6 +219,8 @@ static void gst_cxr_gradcam_set_property(GObject* object, guint prop_id, const G
     case PROP_ALPHA: self->alpha = g_value_get_double(value); break;
     case PROP_SCALING: self->scaling = static_cast<GstCxrCamScaling>(g_value_get_enum(value)); break;
     case PROP_FIXED_MAX: self->fixed_max = g_value_get_double(value); break;
+    case PROP_THREADS: self->threads = g_value_get_uint(value); break;
+    case PROP_MEMORY_FORMAT: self->memory_format = static_cast<GstCxrCamMemoryFormat>(g_value_get_enum(value)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -198,6 +239,8 @@ static void gst_cxr_gradcam_get_property(GObject* object, guint prop_id, GValue*
     case PROP_ALPHA: g_value_set_double(value, self->alpha); break;
     case PROP_SCALING: g_value_set_enum(value, self->scaling); break;
     case PROP_FIXED_MAX: g_value_set_double(value, self->fixed_max); break;
+    case PROP_THREADS: g_value_set_uint(value, self->threads); break;
+    case PROP_MEMORY_FORMAT: g_value_set_enum(value, self->memory_format); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -267,11 +310,16 @@ static void resolve_target(const std::string& target, const cxr::models::ModelCa
 
 static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
   GstCxrGradcam* self = GST_CXR_GRADCAM(trans);
-  std::string model, device, target;
+  std::string model, target;
   cxr::explain::CamParams params;
+  cxr::explain::GradCamOptions options;
   GST_OBJECT_LOCK(self);
   model = self->model ? self->model : "";
-  device = self->device ? self->device : DEFAULT_DEVICE;
+  options.device = self->device ? self->device : DEFAULT_DEVICE;
+  options.threads = static_cast<int>(self->threads);
+  options.layout = self->memory_format == GST_CXR_CAM_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
+                   : self->memory_format == GST_CXR_CAM_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
+                                                                                  : cxr::models::Layout::Auto;
   target = self->target ? self->target : DEFAULT_TARGET;
   params.method = self->method == GST_CXR_CAM_METHOD_GRADCAM_PP ? cxr::explain::CamMethod::gradcam_pp
                                                                 : cxr::explain::CamMethod::gradcam;
@@ -285,13 +333,14 @@ static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
     auto st = std::make_unique<CamState>();
     auto card = cxr::models::load_card(model);
     resolve_target(target, card, params);
-    st->cam = std::make_unique<cxr::explain::GradCam>(card, device);
+    st->cam = std::make_unique<cxr::explain::GradCam>(card, options);
     st->params = params;
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
     st->model_id = card.name;
     st->multilabel = card.task == cxr::models::Task::Multilabel;
-    GST_INFO_OBJECT(self, "model %s (%s), layer %s, %s on %s", card.name.c_str(), card.architecture.c_str(),
-                    st->cam->layer().c_str(), cxr::explain::to_string(params.method), st->cam->device().c_str());
+    GST_INFO_OBJECT(self, "model %s (%s), layer %s, %s on %s, %s", card.name.c_str(), card.architecture.c_str(),
+                    st->cam->layer().c_str(), cxr::explain::to_string(params.method), st->cam->device().c_str(),
+                    cxr::models::to_string(st->cam->layout()));
     self->state = st.release();
     return TRUE;
   });
@@ -426,6 +475,16 @@ static void gst_cxr_gradcam_class_init(GstCxrGradcamClass* klass) {
       gobject_class, PROP_FIXED_MAX,
       g_param_spec_double("fixed-max", "Fixed maximum", "Raw Grad-CAM value shown as 1 with scaling=fixed", 1e-12,
                           G_MAXDOUBLE, DEFAULT_FIXED_MAX, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_THREADS,
+      g_param_spec_uint("threads", "Threads",
+                        "LibTorch intra-op threads, set on the streaming thread (0: LibTorch's default)", 0, 1024,
+                        DEFAULT_THREADS, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_MEMORY_FORMAT,
+      g_param_spec_enum("memory-format", "Memory format",
+                        "Layout of activations and weights; which is faster depends on the network and the CPU",
+                        gst_cxr_cam_memory_format_get_type(), DEFAULT_MEMORY_FORMAT, ready_only));
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray Grad-CAM", "Filter/Analyzer/Video",
                                         "Grad-CAM heatmaps of a model card's network over the full-resolution scan",
@@ -440,6 +499,7 @@ static void gst_cxr_gradcam_class_init(GstCxrGradcamClass* klass) {
   gst_type_mark_as_plugin_api(gst_cxr_cam_method_get_type(), static_cast<GstPluginAPIFlags>(0));
   gst_type_mark_as_plugin_api(gst_cxr_cam_output_get_type(), static_cast<GstPluginAPIFlags>(0));
   gst_type_mark_as_plugin_api(gst_cxr_cam_scaling_get_type(), static_cast<GstPluginAPIFlags>(0));
+  gst_type_mark_as_plugin_api(gst_cxr_cam_memory_format_get_type(), static_cast<GstPluginAPIFlags>(0));
   GST_DEBUG_CATEGORY_INIT(gst_cxr_gradcam_debug, "cxrgradcam", 0, "Chest X-ray Grad-CAM");
 }
 
@@ -452,5 +512,7 @@ static void gst_cxr_gradcam_init(GstCxrGradcam* self) {
   self->alpha = DEFAULT_ALPHA;
   self->scaling = DEFAULT_SCALING;
   self->fixed_max = DEFAULT_FIXED_MAX;
+  self->threads = DEFAULT_THREADS;
+  self->memory_format = DEFAULT_MEMORY_FORMAT;
   self->state = nullptr;
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxrgradcam: RGB overlay / GRAY8 heatmap caps at the input frame's size (odd widths, 8 and
 // 16 bit, size changes mid-stream), CAM and result metas, targets, and model errors at start.
+#include <ATen/Parallel.h>
+
 #include <catch.hpp>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
@@ -43,12 +45,14 @@ std::string make_card(const cxrtest::TempDir& t, const std::string& name, int cl
 GstStaticPadTemplate hsrc = GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
-GstHarness* harness(const std::string& card, const char* output, const char* target = "predicted") {
+GstHarness* harness(const std::string& card, const char* output, const char* target = "predicted",
+                    const char* memory_format = "contiguous", guint threads = 0) {
   GstHarness* h = gst_harness_new_empty();
   GstElement* e = gst_element_factory_make("cxrgradcam", nullptr);
   REQUIRE(e);
   gst_util_set_object_arg(G_OBJECT(e), "output", output);
-  g_object_set(e, "model", card.c_str(), "device", "cpu", "target", target, NULL);
+  gst_util_set_object_arg(G_OBJECT(e), "memory-format", memory_format);
+  g_object_set(e, "model", card.c_str(), "device", "cpu", "target", target, "threads", threads, NULL);
   gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
   gst_object_unref(e);
   return h;
@@ -129,6 +133,36 @@ TEST_CASE("cxrgradcam: overlay is RGB at the frame's size, with CAM and result m
     gst_buffer_unref(out);
   }
   gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrgradcam: threads and memory-format; every memory format gives the same map", "[gradcam]") {
+  cxrtest::TempDir t;
+  const std::string card = make_card(t, "m", 2);
+  const cv::Size size(75, 61);
+  const cv::Mat scan = cxrtest::random_mat(size, CV_8U, 12);
+  const int before = at::get_num_threads();
+  std::vector<cv::Mat> maps;
+  for (const char* format : {"contiguous", "channels-last", "auto"}) {
+    INFO(format);
+    GstHarness* h = harness(card, "heatmap", "class0", format, 1);
+    gint value = -1;
+    g_object_get(h->element, "memory-format", &value, NULL);
+    CHECK(value == (std::string(format) == "contiguous" ? 2 : std::string(format) == "channels-last" ? 1 : 0));
+    at::set_num_threads(2);
+    gst_harness_set_src_caps_str(h, cxrtest::caps_for(size, CV_8U).c_str());
+    REQUIRE(gst_harness_push(h, cxrtest::buffer_for(scan)) == GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    REQUIRE(out);
+    CHECK(at::get_num_threads() == 1);  // the harness pushes from this thread: the streaming thread
+    auto cams = cam_metas(out);
+    REQUIRE(cams.size() == 1);
+    maps.push_back(cam_mat(cams[0]).clone());
+    gst_buffer_unref(out);
+    gst_harness_teardown(h);
+  }
+  at::set_num_threads(before);
+  CHECK(cv::norm(maps[1], maps[0], cv::NORM_INF) < 1e-3);
+  CHECK(cv::norm(maps[2], maps[0], cv::NORM_INF) < 1e-3);
 }
 
 TEST_CASE("cxrgradcam: heatmap is GRAY8 of the CAM meta's values", "[gradcam]") {

@@ -63,10 +63,11 @@ GstStaticPadTemplate hsrc = GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_
 GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
 GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE,
-                    guint threads = 0) {
+                    guint threads = 0, const char* memory_format = "auto") {
   GstHarness* h = gst_harness_new_empty();
   GstElement* e = gst_element_factory_make("cxrinfer", nullptr);
   REQUIRE(e);
+  gst_util_set_object_arg(G_OBJECT(e), "memory-format", memory_format);
   g_object_set(e, "model", card.c_str(), "batch-size", batch, "batch-timeout", timeout, "embeddings", embeddings,
                "threads", threads, NULL);
   gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
@@ -326,8 +327,7 @@ TEST_CASE("cxrinfer: memory-format selects the layout; every layout gives the sa
   std::vector<float> reference;
   for (const char* format : {"contiguous", "channels-last", "onednn", "auto"}) {
     INFO(format);
-    GstHarness* h = harness(resnet, 2);
-    gst_util_set_object_arg(G_OBJECT(h->element), "memory-format", format);
+    GstHarness* h = harness(resnet, 2, 0, FALSE, 0, format);
     for (int i = 0; i < 2; ++i) REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(70 * i), 0)) == GST_FLOW_OK);
     std::vector<float> logits;
     for (int i = 0; i < 2; ++i) {

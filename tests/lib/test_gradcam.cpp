@@ -283,6 +283,50 @@ TEST_CASE("gradcam: bad cards fail at load", "[gradcam]") {
   CHECK_THROWS_AS(GradCam(card, "cpu"), cxr::Error);
 }
 
+TEST_CASE("gradcam: every memory format gives the same maps; threads apply to explain()", "[gradcam]") {
+  cxrtest::TempDir dir;
+  const auto arch = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
+  CAPTURE(arch);
+  const auto card = fresh_card(dir, arch, 3);
+  cv::Mat scan = random_scan({83, 71}, CV_8U, 4);
+  CamParams params;
+  params.target = CamTarget::index;
+  params.index = 1;
+  GradCamOptions options;
+  options.layout = cxr::models::Layout::Contiguous;
+  GradCam nchw(card, options);
+  CHECK(nchw.layout() == cxr::models::Layout::Contiguous);
+  options.layout = cxr::models::Layout::ChannelsLast;
+  GradCam cl(card, options);
+  CHECK(cl.layout() == cxr::models::Layout::ChannelsLast);
+  const int before = at::get_num_threads();
+  options.layout = cxr::models::Layout::Auto;
+  options.threads = 1;
+  GradCam automatic(card, options);
+  CHECK(automatic.layout() != cxr::models::Layout::Auto);
+  at::set_num_threads(2);
+  const CamResult a = nchw.explain(scan, params);
+  const CamResult b = cl.explain(scan, params);
+  const CamResult c = automatic.explain(scan, params);
+  CHECK(at::get_num_threads() == 1);  // explain() set the card's threads on this thread
+  at::set_num_threads(before);
+  REQUIRE(a.cams.size() == 1);
+  REQUIRE(b.cams.size() == 1);
+  REQUIRE(c.cams.size() == 1);
+  for (const CamResult* r : {&b, &c}) {
+    CHECK(r->cams[0].raw_max == Approx(a.cams[0].raw_max).epsilon(1e-3));
+    CHECK(cv::norm(r->cams[0].heatmap, a.cams[0].heatmap, cv::NORM_INF) < 1e-3);
+    for (size_t k = 0; k < 3; ++k) {
+      CHECK(r->prediction.probabilities[k] == Approx(a.prediction.probabilities[k]).margin(1e-5));
+    }
+  }
+  options.layout = cxr::models::Layout::OneDnn;  // inference only
+  CHECK_THROWS_WITH(GradCam(card, options), Catch::Contains("inference only"));
+  options.layout = cxr::models::Layout::Auto;
+  options.threads = -1;
+  CHECK_THROWS_AS(GradCam(card, options), cxr::InvalidArgument);
+}
+
 TEST_CASE("gradcam: scale_cam", "[gradcam]") {
   cv::Mat flat(5, 7, CV_32F, cv::Scalar(3.0f));
   scale_cam(flat, CamParams{});

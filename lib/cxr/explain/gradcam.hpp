@@ -69,13 +69,27 @@ struct CamResult {
 /// resnet34; "features" and "features.N" (N from 0, or -1 for the last) for the others).
 std::vector<std::string> cam_layers(const std::string& architecture);
 
+struct GradCamOptions {
+  std::string device = "cpu";  ///< auto, cpu, cuda, cuda:N
+  /// LibTorch intra-op threads for each explain(), set on the calling thread (a GStreamer
+  /// streaming thread is not the one the application configured); 0 leaves LibTorch's setting.
+  int threads = 0;
+  /// Layout of activations and weights: Contiguous (NCHW), ChannelsLast, or Auto (on the CPU:
+  /// the faster for one scan's forward and backward, timed at load, which costs eight such
+  /// passes; NCHW on CUDA). For Grad-CAM the two came within noise of each other on an AVX2
+  /// machine (bench_gradcam), hence the default. OneDnn is an inference-only path and is refused.
+  cxr::models::Layout layout = cxr::models::Layout::Contiguous;
+};
+
 /// A loaded network ready to explain scans.
 class GradCam {
  public:
-  /// Loads the card's weights (eval mode, unfolded) on `device` ("auto", "cpu", "cuda",
-  /// "cuda:N"). Throws cxr::ConfigError for TorchScript cards and unknown target layers,
-  /// cxr::InvalidArgument for devices, IoError / WeightsError for weights, always naming the card.
-  GradCam(cxr::models::ModelCard card, const std::string& device = "cpu");
+  /// Loads the card's weights (eval mode, unfolded) on options.device. Throws
+  /// cxr::ConfigError for TorchScript cards and unknown target layers, cxr::InvalidArgument
+  /// for devices, threads and layouts, IoError / WeightsError for weights, always naming the card.
+  GradCam(cxr::models::ModelCard card, const GradCamOptions& options);
+  /// The same with default options on `device`.
+  explicit GradCam(cxr::models::ModelCard card, const std::string& device = "cpu");
   ~GradCam();
   GradCam(const GradCam&) = delete;
   GradCam& operator=(const GradCam&) = delete;
@@ -85,6 +99,8 @@ class GradCam {
   std::string device() const;
   /// The target layer in use.
   const std::string& layer() const;
+  /// The layout in use: ChannelsLast or Contiguous.
+  cxr::models::Layout layout() const;
 
   /// Explains one 8- or 16-bit grey scan of any size (a copy is scaled to the card's input
   /// with cxr::models::prepare_input, as the predictor does). Throws cxr::InvalidArgument for
