@@ -14,6 +14,12 @@
  * place between the frames. The model loads when the element starts (READY -> PAUSED); a
  * missing or inconsistent model is an element error then.
  *
+ * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
+ * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
+ * weights packed once) and keeps the fastest; the element's INFO log names the choice.
+ * `threads` sets LibTorch's intra-op threads on the streaming thread (1 is often fastest at
+ * batch-size=1 on small machines).
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 -m multifilesrc location=scan%03d.png caps=image/png ! pngdec ! videoconvert ! video/x-raw,format=GRAY8 ! cxrinfer model=covid.toml batch-size=8 batch-timeout=100000000 ! fakesink
