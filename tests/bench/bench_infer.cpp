@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/threads.hpp"
 
 namespace {
 
@@ -50,7 +51,7 @@ std::string blas_libraries() {
 }
 
 int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout) {
-  at::set_num_threads(threads);
+  cxr::models::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
   auto net = cxr::models::make_classifier(arch, 3);
   const bool channels_last = layout == "channels-last";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
@@ -67,7 +68,7 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   } while (seconds_since(t0) < budget || iters < 3);
   const double s = seconds_since(t0);
   std::cout << "raw " << (iters * batch) / s << " threads " << at::get_num_threads() << " blas " << blas_libraries()
-            << "\n";
+            << " blas-threads " << cxr::models::blas_threads() << "\n";
   return 0;
 }
 

@@ -3,19 +3,18 @@
 
 For each architecture, batch 1 and 8, 224 and 255 px, one thread and all threads: images/s of
   - torchvision eager (this interpreter, torch.inference_mode, eval),
-  - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax), in NCHW,
-    in channels-last and, for ResNet-34, on oneDNN tensors with pre-packed weights (cxrinfer's
-    memory-format=auto times them at start and keeps the fastest; the overhead is against the
-    fastest),
+  - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax; LibTorch's
+    and OpenBLAS's threads set as cxrinfer's `threads` sets them), in NCHW, in channels-last and,
+    for ResNet-34, on oneDNN tensors with pre-packed weights (cxrinfer's memory-format=auto times
+    them at start and keeps the fastest; the overhead is against the fastest),
   - cxrinfer between videotestsrc (GRAY8 frames of the input size) and fakesink (bench-infer
     pipeline: from the first to the last batch leaving the element).
 Then the resident memory while streaming 1000 scans. Goals: cxrinfer >= 1.2x torchvision eager;
 pipeline overhead <= 10% of the faster raw forward; RSS flat (growth over the last 900 scans < 5%).
 Exits 1 when a goal is missed. Options: --quick (fewer configurations), --arch A (only A;
-repeatable), --seconds S (per
-measurement), --rounds N: the four measurements of a configuration run N times, interleaved, and
-each keeps its best rate, so that a burst of load from elsewhere on a shared machine does not
-land on one side of a comparison only.
+repeatable), --seconds S (per measurement), --rounds N: the measurements of a configuration run
+N times, interleaved, and each keeps its best rate, so that a burst of load from elsewhere on a
+shared machine does not land on one side of a comparison only.
 """
 import argparse
 import os
@@ -101,6 +100,7 @@ def main():
     print(f"BLAS mapped in Python: {blas_in_python()}")
     failures = []
     rows = []
+    blas_threads = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
             for size in sizes:
@@ -116,6 +116,7 @@ def main():
                                 out = run("raw", arch, size, batch, threads, opts.seconds, layout)
                                 raw[layout] = max(raw[layout], float(out[1]))
                                 blas_cxx = out[5]
+                                blas_threads[threads] = out[7]
                             best = max(raw.values())
                             frames = max(4 * batch, int(best * opts.seconds * 1.5) // batch * batch + batch)
                             pipe = max(pipe, float(run("pipeline", card, size, batch, threads, frames)[1]))
@@ -131,7 +132,8 @@ def main():
                         if overhead > 0.10:
                             failures.append(f"{arch} {size}px b{batch} t{threads}: pipeline overhead "
                                             f"{100 * overhead:.1f}% > 10%")
-        print(f"BLAS mapped in bench-infer: {blas_cxx}")
+        print(f"BLAS mapped in bench-infer: {blas_cxx}; OpenBLAS threads there by threads setting: {blas_threads} "
+              "(-1: not OpenBLAS); torchvision here sets torch.set_num_threads only, as a Python user does")
         print("\n| arch | px | batch | threads | torchvision img/s | raw NCHW | raw channels-last | raw oneDNN "
               "| cxrinfer img/s | cxrinfer / torchvision | pipeline overhead |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")

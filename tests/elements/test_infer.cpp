@@ -14,6 +14,7 @@
 
 #include "cxr/models/card.hpp"
 #include "cxr/models/predictor.hpp"
+#include "cxr/models/threads.hpp"
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
 
@@ -196,6 +197,9 @@ TEST_CASE("cxrinfer: threads sets LibTorch's intra-op threads on the thread that
   check_result(out, 2, false);
   gst_buffer_unref(out);
   CHECK(at::get_num_threads() == 1);
+  // OpenBLAS's pool follows (where the process runs OpenBLAS, as the project's set-up installs).
+  const int blas = cxr::models::blas_threads();
+  if (blas != -1) CHECK(blas == 1);
   gst_harness_teardown(h);
   at::set_num_threads(before);
 }

@@ -15,6 +15,7 @@
 #include "cxr/error.hpp"
 #include "cxr/explain/gradcam_torch.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 
 namespace cxr::explain {
@@ -335,7 +336,7 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
     throw ConfigError(who + ": " + e.what());
   }
   if (options.layout == cxr::models::Layout::Auto && !m.device.is_cuda()) {
-    if (options.threads > 0) at::set_num_threads(options.threads);  // time with the threads explain() will use
+    cxr::models::set_compute_threads(options.threads);  // time with the threads explain() will use
     m.pick_layout();
   } else {
     m.set_channels_last(options.layout == cxr::models::Layout::ChannelsLast);
@@ -363,7 +364,7 @@ CamResult GradCam::explain(const cv::Mat& scan, const CamParams& params) {
     throw InvalidArgument("fixed CAM scaling needs fixed_max > 0");
   }
   cv::Mat prepared = cxr::models::prepare_input(scan, in);  // validates the scan
-  if (m.options.threads > 0 && at::get_num_threads() != m.options.threads) at::set_num_threads(m.options.threads);
+  cxr::models::set_compute_threads(m.options.threads);
   auto x = m.input(torch::from_blob(prepared.ptr<float>(), {1, in.channels, in.height, in.width}, torch::kFloat)
                        .to(m.device, /*non_blocking=*/false, /*copy=*/true));
 

@@ -11,6 +11,7 @@
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 
 namespace cxr::models {
@@ -201,7 +202,7 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   // After the check, so that a card that does not fit fails without the timing runs; with the
   // threads the runs will have.
   if (m.net && options.fold_batchnorm && options.layout == Layout::Auto && !m.device.is_cuda()) {
-    if (options.threads > 0) at::set_num_threads(options.threads);
+    set_compute_threads(options.threads);
     m.pick_layout(in);
   }
 }
@@ -227,7 +228,7 @@ std::vector<Prediction> Predictor::run(size_t n) {
   Impl& m = *impl_;
   if (n == 0) return {};
   if (n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("batch larger than max_batch");
-  if (m.options.threads > 0 && at::get_num_threads() != m.options.threads) at::set_num_threads(m.options.threads);
+  set_compute_threads(m.options.threads);
   c10::InferenceMode guard;
   auto x = m.batch.narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);

@@ -15,6 +15,7 @@
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 #include "cxr/train/loop.hpp"
 #include "cxr/train/run_files.hpp"
@@ -206,7 +207,7 @@ void Trainer::Impl::build(Trainer&) {
   multilabel = cfg.task == models::Task::Multilabel;
   if (cfg.name.empty()) cfg.name = cfg.architecture;
   device = resolve_device(cfg.device);
-  if (cfg.threads > 0) at::set_num_threads(cfg.threads);
+  cxr::models::set_compute_threads(cfg.threads);
 
   std::error_code ec;
   fs::create_directories(cfg.output_dir, ec);
