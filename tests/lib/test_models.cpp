@@ -301,4 +301,11 @@ TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as 
   net->set_onednn(false);
   CHECK_FALSE(net->onednn());
   CHECK(torch::equal(net->forward(x), dense));
+  net->set_onednn(true);  // the packed weights kept from the first switch
+  CHECK(torch::equal(net->features(x), features));
+  net->release_onednn();
+  CHECK_FALSE(net->onednn());
+  CHECK(torch::equal(net->forward(x), dense));
+  net->set_onednn(true);  // packs again
+  CHECK(torch::equal(net->features(x), features));
 }

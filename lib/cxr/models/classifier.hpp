@@ -62,11 +62,15 @@ class ClassifierImpl : public torch::nn::Module {
   /// Whether set_onednn() is available: the architecture has a oneDNN path and this LibTorch
   /// was built with oneDNN.
   virtual bool supports_onednn() const { return false; }
-  /// Switches features() to oneDNN tensors whose convolution weights are reordered once, here,
-  /// into oneDNN's blocked layout (dense weights are reordered on every forward). Inference on
-  /// the CPU in fp32 after fold_batchnorm() only; features() then returns a dense tensor as
-  /// before. Throws cxr::InvalidArgument where unsupported. `false` drops the packed weights.
+  /// Switches features() to oneDNN tensors whose convolution weights are reordered once, on
+  /// the first switch, into oneDNN's blocked layout (dense weights are reordered on every
+  /// forward). Inference on the CPU in fp32 after fold_batchnorm() only; features() still
+  /// returns a dense tensor. Throws cxr::InvalidArgument where unsupported. `false` goes back
+  /// to the dense path and keeps the packed weights for the next switch (release_onednn()
+  /// frees them).
   virtual void set_onednn(bool on);
+  /// Back to the dense path, packed weights freed.
+  virtual void release_onednn() { onednn_ = false; }
   bool onednn() const { return onednn_; }
 
  protected:

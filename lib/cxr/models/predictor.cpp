@@ -82,10 +82,11 @@ struct Predictor::Impl {
   torch::Tensor batch;  // [max_batch, C, H, W] float32 on the CPU
   Layout layout = Layout::Contiguous;  // never Auto
 
+  // Packed oneDNN weights survive a switch to a dense layout (pick_layout() switches back and
+  // forth); dense weights keep their layout while the oneDNN path runs.
   void set_layout(Layout l) {
-    if (net->onednn() && l != Layout::OneDnn) net->set_onednn(false);
-    set_weight_layout(*net, l == Layout::ChannelsLast);
-    if (l == Layout::OneDnn && !net->onednn()) net->set_onednn(true);
+    net->set_onednn(l == Layout::OneDnn);
+    if (l != Layout::OneDnn) set_weight_layout(*net, l == Layout::ChannelsLast);
     layout = l;
   }
 
@@ -132,6 +133,7 @@ struct Predictor::Impl {
       if (best[i] < 0.97 * best[pick]) pick = i;
     }
     set_layout(candidates[pick]);
+    if (layout != Layout::OneDnn) net->release_onednn();
   }
 };
 

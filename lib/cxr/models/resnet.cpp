@@ -44,7 +44,7 @@ torch::Tensor BasicBlockImpl::forward_onednn(const torch::Tensor& x) {
   return out.add_(packed_down_ ? (*packed_down_)(x) : x).relu_();
 }
 
-void BasicBlockImpl::set_onednn(bool on) {
+void BasicBlockImpl::pack_onednn(bool on) {
   packed1_.reset();
   packed2_.reset();
   packed_down_.reset();
@@ -112,16 +112,27 @@ void ResNet34Impl::replace_head(int64_t n) {
 bool ResNet34Impl::supports_onednn() const { return at::hasMKLDNN(); }
 
 void ResNet34Impl::set_onednn(bool on) {
-  if (on && !supports_onednn()) throw InvalidArgument("resnet34: this LibTorch was built without oneDNN");
-  if (on && !folded_) throw InvalidArgument("resnet34: the oneDNN path needs the BatchNorms folded (inference)");
+  if (!on) {
+    onednn_ = false;
+    return;
+  }
+  if (!supports_onednn()) throw InvalidArgument("resnet34: this LibTorch was built without oneDNN");
+  if (!folded_) throw InvalidArgument("resnet34: the oneDNN path needs the BatchNorms folded (inference)");
+  if (!packed_stem_) {
+    for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+      for (auto& block : **layer) block.get<BasicBlockImpl>().pack_onednn(true);
+    }
+    packed_stem_.emplace(*conv1);
+  }
+  onednn_ = true;
+}
+
+void ResNet34Impl::release_onednn() {
   onednn_ = false;
   packed_stem_.reset();
   for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
-    for (auto& block : **layer) block.get<BasicBlockImpl>().set_onednn(on);
+    for (auto& block : **layer) block.get<BasicBlockImpl>().pack_onednn(false);
   }
-  if (!on) return;
-  packed_stem_.emplace(*conv1);
-  onednn_ = true;
 }
 
 void ResNet34Impl::fold() {

@@ -18,7 +18,7 @@ class BasicBlockImpl : public torch::nn::Module, public Foldable {
   torch::Tensor forward(torch::Tensor x);
   void fold() override;
   /// Packs the (folded) convolutions for forward_onednn(); `false` drops them.
-  void set_onednn(bool on);
+  void pack_onednn(bool on);
   /// forward() on oneDNN tensors.
   torch::Tensor forward_onednn(const torch::Tensor& x);
 
@@ -49,6 +49,7 @@ class ResNet34Impl : public ClassifierImpl, public Foldable {
   void fold() override;
   bool supports_onednn() const override;
   void set_onednn(bool on) override;
+  void release_onednn() override;
 
  private:
   torch::nn::Conv2d conv1{nullptr};
