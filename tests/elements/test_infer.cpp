@@ -101,6 +101,36 @@ void check_result(GstBuffer* out, guint n_classes, bool multilabel) {
   }
 }
 
+/// Starts fakesrc ! cxrinfer ! fakesink with `card` (none when empty) and `memory_format`;
+/// the start must fail with an error message from cxrinfer, whose text (message and debug)
+/// this returns.
+std::string start_error(const std::string& card, const char* memory_format = "auto") {
+  GstElement* pipeline = gst_pipeline_new(nullptr);
+  GstElement* src = gst_element_factory_make("fakesrc", nullptr);
+  GstElement* infer = gst_element_factory_make("cxrinfer", nullptr);
+  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
+  if (!card.empty()) g_object_set(infer, "model", card.c_str(), NULL);
+  gst_util_set_object_arg(G_OBJECT(infer), "memory-format", memory_format);
+  gst_bin_add_many(GST_BIN(pipeline), src, infer, sink, NULL);
+  REQUIRE(gst_element_link_many(src, infer, sink, NULL));
+  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  REQUIRE(msg);
+  CHECK(GST_MESSAGE_SRC(msg) == GST_OBJECT(infer));
+  GError* err = nullptr;
+  gchar* debug = nullptr;
+  gst_message_parse_error(msg, &err, &debug);
+  const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+  g_error_free(err);
+  g_free(debug);
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+  return text;
+}
+
 }  // namespace
 
 TEST_CASE("cxrinfer: frames wait for a full batch and pass unchanged with results", "[infer]") {
@@ -298,30 +328,9 @@ TEST_CASE("cxrinfer: a missing or inconsistent model is an element error at star
   };
   for (const auto& c : cases) {
     INFO(c.card);
-    GstElement* pipeline = gst_pipeline_new(nullptr);
-    GstElement* src = gst_element_factory_make("fakesrc", nullptr);
-    GstElement* infer = gst_element_factory_make("cxrinfer", nullptr);
-    GstElement* sink = gst_element_factory_make("fakesink", nullptr);
-    if (!c.card.empty()) g_object_set(infer, "model", c.card.c_str(), NULL);
-    gst_bin_add_many(GST_BIN(pipeline), src, infer, sink, NULL);
-    REQUIRE(gst_element_link_many(src, infer, sink, NULL));
-    CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
-    GstBus* bus = gst_element_get_bus(pipeline);
-    GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-    REQUIRE(msg);
-    GError* err = nullptr;
-    gchar* debug = nullptr;
-    gst_message_parse_error(msg, &err, &debug);
-    const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+    const std::string text = start_error(c.card);
     INFO(text);
     CHECK(text.find(c.expect) != std::string::npos);
-    CHECK(GST_MESSAGE_SRC(msg) == GST_OBJECT(infer));
-    g_error_free(err);
-    g_free(debug);
-    gst_message_unref(msg);
-    gst_object_unref(bus);
-    gst_element_set_state(pipeline, GST_STATE_NULL);
-    gst_object_unref(pipeline);
   }
 }
 
@@ -348,30 +357,9 @@ TEST_CASE("cxrinfer: memory-format selects the layout; every layout gives the sa
   }
 
   // The oneDNN path is ResNet-34's: on another architecture it is an element error at start.
-  GstElement* pipeline = gst_pipeline_new(nullptr);
-  GstElement* src = gst_element_factory_make("fakesrc", nullptr);
-  GstElement* infer = gst_element_factory_make("cxrinfer", nullptr);
-  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
-  g_object_set(infer, "model", make_card(t, "m", 2, 2).c_str(), NULL);
-  gst_util_set_object_arg(G_OBJECT(infer), "memory-format", "onednn");
-  gst_bin_add_many(GST_BIN(pipeline), src, infer, sink, NULL);
-  REQUIRE(gst_element_link_many(src, infer, sink, NULL));
-  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
-  GstBus* bus = gst_element_get_bus(pipeline);
-  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-  REQUIRE(msg);
-  GError* err = nullptr;
-  gchar* debug = nullptr;
-  gst_message_parse_error(msg, &err, &debug);
-  const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+  const std::string text = start_error(make_card(t, "m", 2, 2), "onednn");
   INFO(text);
   CHECK(text.find("memory format onednn needs the CPU and resnet34") != std::string::npos);
-  g_error_free(err);
-  g_free(debug);
-  gst_message_unref(msg);
-  gst_object_unref(bus);
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(pipeline);
 }
 
 TEST_CASE("cxrinfer: fp16 on a CPU-only device is refused with the reason", "[infer]") {
