@@ -478,7 +478,7 @@ static void gst_cxr_gradcam_class_init(GstCxrGradcamClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_THREADS,
       g_param_spec_uint("threads", "Threads",
-                        "LibTorch intra-op threads, set on the streaming thread (0: LibTorch's default)", 0, 1024,
+                        "LibTorch intra-op threads (and OpenBLAS's, process-wide), set on the streaming thread (0: leave both)", 0, 1024,
                         DEFAULT_THREADS, ready_only));
   g_object_class_install_property(
       gobject_class, PROP_MEMORY_FORMAT,

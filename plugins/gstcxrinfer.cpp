@@ -572,7 +572,7 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_THREADS,
       g_param_spec_uint("threads", "Threads",
-                        "LibTorch intra-op threads for inference, set on the streaming thread (0: LibTorch's default; "
+                        "LibTorch intra-op threads for inference (and OpenBLAS's, process-wide), set on the streaming thread (0: leave both; "
                         "1 is often fastest at batch-size=1 on small machines)",
                         0, 1024, DEFAULT_THREADS, ready_only));
   g_object_class_install_property(

@@ -566,7 +566,7 @@ static void gst_cxr_train_class_init(GstCxrTrainClass* klass) {
   g_object_class_install_property(gobject_class, PROP_SEED,
                                   g_param_spec_uint64("seed", "seed", "Seed of the initial weights and dropout", 0,
                                                       G_MAXUINT64, DEFAULT_SEED, rw));
-  uint(PROP_THREADS, "threads", "LibTorch intra-op threads (0: LibTorch's default; 1 for bit-reproducible runs)", 0, 1024,
+  uint(PROP_THREADS, "threads", "LibTorch intra-op threads (and OpenBLAS's, process-wide; 0: leave both; 1 for bit-reproducible runs)", 0, 1024,
        DEFAULT_THREADS);
   boolean(PROP_RESUME, "resume", "Continue from output-dir's last complete epoch (skips the epochs done)", FALSE);
   str(PROP_INPUT_SIZE, "input-size",
