@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #pragma once
-// Helpers of the preprocessing element tests: cv::Mat <-> buffers, caps, harness output.
+// Helpers of the element tests: cv::Mat <-> buffers, caps, harness output, start failures.
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
+#include <catch.hpp>
 #include <opencv2/core.hpp>
 #include <string>
 
@@ -72,6 +73,32 @@ inline cv::Mat push_pull(GstHarness* h, GstBuffer* buf, GstFlowReturn* flow = nu
 
 inline bool same(const cv::Mat& a, const cv::Mat& b) {
   return !a.empty() && a.size() == b.size() && a.type() == b.type() && cv::norm(a, b, cv::NORM_INF) == 0;
+}
+
+/// Starts `source` ! element ! fakesink (taking `element`); the start must fail with an error
+/// message posted by `element`. Returns its text (message and debug).
+inline std::string start_error(GstElement* element, const char* source = "fakesrc") {
+  GstElement* pipeline = gst_pipeline_new(nullptr);
+  GstElement* src = gst_element_factory_make(source, nullptr);
+  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, element, sink, NULL);
+  REQUIRE(gst_element_link_many(src, element, sink, NULL));
+  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  REQUIRE(msg);
+  CHECK(GST_MESSAGE_SRC(msg) == GST_OBJECT(element));
+  GError* err = nullptr;
+  gchar* debug = nullptr;
+  gst_message_parse_error(msg, &err, &debug);
+  const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+  g_error_free(err);
+  g_free(debug);
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+  return text;
 }
 
 }  // namespace cxrtest

@@ -15,6 +15,7 @@
 #include "cxr/models/card.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
+#include "frameutil.hpp"
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
 
@@ -101,34 +102,13 @@ void check_result(GstBuffer* out, guint n_classes, bool multilabel) {
   }
 }
 
-/// Starts fakesrc ! cxrinfer ! fakesink with `card` (none when empty) and `memory_format`;
-/// the start must fail with an error message from cxrinfer, whose text (message and debug)
-/// this returns.
+/// cxrinfer with `card` (none when empty) and `memory_format`, started between fakesrc and
+/// fakesink: the text of the error it must fail with.
 std::string start_error(const std::string& card, const char* memory_format = "auto") {
-  GstElement* pipeline = gst_pipeline_new(nullptr);
-  GstElement* src = gst_element_factory_make("fakesrc", nullptr);
   GstElement* infer = gst_element_factory_make("cxrinfer", nullptr);
-  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
   if (!card.empty()) g_object_set(infer, "model", card.c_str(), NULL);
   gst_util_set_object_arg(G_OBJECT(infer), "memory-format", memory_format);
-  gst_bin_add_many(GST_BIN(pipeline), src, infer, sink, NULL);
-  REQUIRE(gst_element_link_many(src, infer, sink, NULL));
-  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
-  GstBus* bus = gst_element_get_bus(pipeline);
-  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-  REQUIRE(msg);
-  CHECK(GST_MESSAGE_SRC(msg) == GST_OBJECT(infer));
-  GError* err = nullptr;
-  gchar* debug = nullptr;
-  gst_message_parse_error(msg, &err, &debug);
-  const std::string text = std::string(err->message) + " " + (debug ? debug : "");
-  g_error_free(err);
-  g_free(debug);
-  gst_message_unref(msg);
-  gst_object_unref(bus);
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(pipeline);
-  return text;
+  return cxrtest::start_error(infer);
 }
 
 }  // namespace
