@@ -274,29 +274,28 @@ struct GradCam::Impl {
     cxr::models::set_weight_layout(*net, on);
   }
 
-  // Seconds of one forward and backward to the target layer for a zero scan.
-  double time_pass() {
+  // Seconds of one forward and backward to the target layer for a zero scan (after an untimed
+  // one when `warm_up`).
+  double time_pass(bool warm_up) {
     const auto& in = card.input;
     auto x = input(torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions().device(device)));
     torch::AutoGradMode grad_mode(true);
+    auto pass = [&] {
+      Split s = forward_split(*net, x, layer);
+      torch::autograd::grad({s.logits[0][0]}, {s.activations});
+    };
+    if (warm_up) pass();
     const auto t0 = std::chrono::steady_clock::now();
-    Split s = forward_split(*net, x, layer);
-    torch::autograd::grad({s.logits[0][0]}, {s.activations});
+    pass();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  // As the predictor: three alternating rounds after a warm-up of each, best time of each;
-  // NCHW must win by 3 % to replace channels-last.
+  // As the predictor does; channels-last first, so NCHW must win by 3 %.
   void pick_layout() {
-    double best[2] = {1e30, 1e30};  // [NCHW, channels-last]
-    for (int round = 0; round < 4; ++round) {
-      for (const bool cl : {true, false}) {
-        set_channels_last(cl);
-        const double t = time_pass();
-        if (round > 0) best[cl] = std::min(best[cl], t);
-      }
-    }
-    set_channels_last(best[0] > 0.97 * best[1]);
+    const bool cl[2] = {true, false};
+    const size_t pick = cxr::models::pick_fastest(
+        2, [&](size_t i) { set_channels_last(cl[i]); }, [&](bool warm_up) { return time_pass(warm_up); });
+    set_channels_last(cl[pick]);
   }
 };
 

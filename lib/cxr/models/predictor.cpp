@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
@@ -72,6 +73,21 @@ const char* to_string(Layout l) {
   }
 }
 
+size_t pick_fastest(size_t n, const std::function<void(size_t)>& use, const std::function<double(bool)>& seconds) {
+  std::vector<double> best(n, 1e30);
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < n; ++i) {
+      use(i);
+      best[i] = std::min(best[i], seconds(round == 0));
+    }
+  }
+  size_t pick = 0;
+  for (size_t i = 1; i < n; ++i) {
+    if (best[i] < 0.97 * best[pick]) pick = i;
+  }
+  return pick;
+}
+
 struct Predictor::Impl {
   ModelCard card;
   PredictorOptions options;
@@ -112,26 +128,15 @@ struct Predictor::Impl {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  // The fastest layout for one scan here: three alternating rounds (so that drift in the
-  // machine's load hits all alike), the best time of each. Candidates in order of preference;
-  // a later one must win by 3 % to replace an earlier one (timings this close flip from run to
-  // run, and the choice should not).
+  // The fastest layout for one scan here.
   void pick_layout(const InputSpec& in) {
     std::vector<Layout> candidates;
     if (net->supports_onednn()) candidates.push_back(Layout::OneDnn);
     candidates.push_back(Layout::ChannelsLast);
     candidates.push_back(Layout::Contiguous);
-    std::vector<double> best(candidates.size(), 1e30);
-    for (int round = 0; round < 3; ++round) {
-      for (size_t i = 0; i < candidates.size(); ++i) {
-        set_layout(candidates[i]);
-        best[i] = std::min(best[i], time_forward(in, round == 0));
-      }
-    }
-    size_t pick = 0;
-    for (size_t i = 1; i < candidates.size(); ++i) {
-      if (best[i] < 0.97 * best[pick]) pick = i;
-    }
+    const size_t pick = pick_fastest(
+        candidates.size(), [&](size_t i) { set_layout(candidates[i]); },
+        [&](bool warm_up) { return time_forward(in, warm_up); });
     set_layout(candidates[pick]);
     if (layout != Layout::OneDnn) net->release_onednn();
   }

@@ -6,6 +6,7 @@
 #include <opencv2/core.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,14 @@ const char* to_string(Precision p);
 enum class Layout { Auto, ChannelsLast, Contiguous, OneDnn };
 
 const char* to_string(Layout l);
+
+/// The fastest of `n` candidates, as the layout choice of Layout::Auto makes it: `use(i)`
+/// switches to candidate i, `seconds(warm_up)` times one pass (after an untimed one when
+/// `warm_up`: the first pass of a layout builds its kernels). Three alternating rounds, so that
+/// drift in the machine's load hits all alike, the best time of each; candidates come in order
+/// of preference, and a later one must be 3 % faster to replace an earlier one (timings this
+/// close flip from run to run, and the choice should not). Leaves the last one timed in use.
+size_t pick_fastest(size_t n, const std::function<void(size_t)>& use, const std::function<double(bool)>& seconds);
 
 struct PredictorOptions {
   std::string device = "auto";         ///< auto (CUDA when available, else CPU), cpu, cuda, cuda:N
