@@ -22,8 +22,8 @@
  * target class, model, method, layer) and a GstCxrResultMeta with the probabilities of the same
  * forward pass (unless one is already there, e.g. from a cxrinfer upstream: that one is kept).
  * The model loads when the element starts; a missing or unsuitable model (TorchScript, unknown
- * target layer or class) is an element error then. `threads` sets LibTorch's intra-op threads
- * on the streaming thread. `memory-format` is NCHW by default; `auto` times channels-last
+ * target layer or class) is an element error then. LibTorch runs on one thread of the
+ * element's, "<name>:torch"; `threads` sets its intra-op threads. `memory-format` is NCHW by default; `auto` times channels-last
  * against NCHW for one scan's forward and backward at start (CPU) and keeps the faster.
  *
  * ## Example launch line
@@ -44,6 +44,7 @@
 #include "cxr/error.hpp"
 #include "cxr/explain/gradcam.hpp"
 #include "cxr/models/card.hpp"
+#include "cxr/models/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrcammeta.h"
 #include "gst/gstcxrguard.hpp"
@@ -160,6 +161,9 @@ namespace {
 
 /// Everything C++ of one running element; created in start(), deleted in stop().
 struct CamState {
+  // Load, layout timing and every scan's forward and backward run on this one thread: see
+  // cxr::models::ComputeThread for why.
+  std::unique_ptr<cxr::models::ComputeThread> compute;
   std::unique_ptr<cxr::explain::GradCam> cam;
   cxr::explain::CamParams params;  // target resolved against the card
   std::vector<GQuark> quarks;
@@ -333,7 +337,8 @@ static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
     auto st = std::make_unique<CamState>();
     auto card = cxr::models::load_card(model);
     resolve_target(target, card, params);
-    st->cam = std::make_unique<cxr::explain::GradCam>(card, options);
+    st->compute = std::make_unique<cxr::models::ComputeThread>(std::string(GST_OBJECT_NAME(self)) + ":torch");
+    st->compute->call([&] { st->cam = std::make_unique<cxr::explain::GradCam>(card, options); });
     st->params = params;
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
     st->model_id = card.name;
@@ -392,7 +397,7 @@ static GstFlowReturn gst_cxr_gradcam_transform_frame(GstVideoFilter* filter, Gst
       GST_ELEMENT(self), GST_BASE_TRANSFORM_SRC_PAD(self), in->buffer, GST_CXR_ON_ERROR_SKIP, &failed, [&] {
         cv::Mat scan = gst_cxr_frame_to_mat(in);
         cv::Mat dst = gst_cxr_frame_to_mat(out);
-        cxr::explain::CamResult r = st->cam->explain(scan, st->params);
+        cxr::explain::CamResult r = st->compute->call([&] { return st->cam->explain(scan, st->params); });
 
         // One picture of all targets: their per-pixel maximum.
         cv::Mat heat(scan.size(), CV_32F, cv::Scalar(0));
@@ -478,7 +483,7 @@ static void gst_cxr_gradcam_class_init(GstCxrGradcamClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_THREADS,
       g_param_spec_uint("threads", "Threads",
-                        "LibTorch intra-op threads (and OpenBLAS's, process-wide), set on the streaming thread (0: leave both)", 0, 1024,
+                        "LibTorch intra-op threads (and OpenBLAS's, process-wide), set on the element's compute thread (0: leave both)", 0, 1024,
                         DEFAULT_THREADS, ready_only));
   g_object_class_install_property(
       gobject_class, PROP_MEMORY_FORMAT,

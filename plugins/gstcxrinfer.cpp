@@ -17,7 +17,9 @@
  * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
  * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
  * weights packed once) and keeps the fastest; the element's INFO log names the choice.
- * `threads` sets LibTorch's intra-op threads on the streaming thread (1 is often fastest at
+ * All LibTorch work (load, timing, every batch, whether the streaming thread or the
+ * batch-timeout fills it) runs on one thread of the element's, "<name>:torch", so that
+ * LibTorch keeps one OpenMP pool; `threads` sets its intra-op threads (1 is often fastest at
  * batch-size=1 on small machines).
  *
  * ## Example launch line
@@ -42,6 +44,7 @@
 #include "cxr/models/card.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/predictor.hpp"
+#include "cxr/models/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
@@ -116,6 +119,9 @@ struct Item {
 
 /// Everything C++ of one running element; created in start, deleted in stop.
 struct InferState {
+  // Every LibTorch call (load, layout timing, batches from the streaming or the timer thread)
+  // runs on this one thread: see cxr::models::ComputeThread for why.
+  std::unique_ptr<cxr::models::ComputeThread> compute;
   std::unique_ptr<cxr::models::Predictor> predictor;
   std::vector<GQuark> quarks;
   std::string model_id;
@@ -292,7 +298,7 @@ static GstFlowReturn flush_batch(GstCxrInfer* self, InferState* st) {
   GstFlowReturn ret = st->flow;
   if (st->pending > 0 && ret == GST_FLOW_OK) {
     try {
-      preds = st->predictor->run(st->pending);
+      preds = st->compute->call([st] { return st->predictor->run(st->pending); });
     } catch (const std::exception& e) {
       ret = gst_cxr_post_error(GST_ELEMENT(self), std::string("inference failed: ") + e.what());
     }
@@ -485,7 +491,8 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     if (model.empty()) throw cxr::ConfigError("no model card: set the 'model' property");
     auto st = std::make_unique<InferState>();
     auto card = cxr::models::load_card(model);
-    st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
+    st->compute = std::make_unique<cxr::models::ComputeThread>(std::string(GST_OBJECT_NAME(self)) + ":torch");
+    st->compute->call([&] { st->predictor = std::make_unique<cxr::models::Predictor>(card, options); });
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
     st->model_id = card.name;
     st->multilabel = card.task == cxr::models::Task::Multilabel;
@@ -572,7 +579,7 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_THREADS,
       g_param_spec_uint("threads", "Threads",
-                        "LibTorch intra-op threads for inference (and OpenBLAS's, process-wide), set on the streaming thread (0: leave both; "
+                        "LibTorch intra-op threads for inference (and OpenBLAS's, process-wide), set on the element's compute thread (0: leave both; "
                         "1 is often fastest at batch-size=1 on small machines)",
                         0, 1024, DEFAULT_THREADS, ready_only));
   g_object_class_install_property(

@@ -5,6 +5,8 @@
 #include <gst/video/video.h>
 
 #include <catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <opencv2/core.hpp>
 #include <string>
 
@@ -99,6 +101,18 @@ inline std::string start_error(GstElement* element, const char* source = "fakesr
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(pipeline);
   return text;
+}
+
+/// How many threads of this process bear `name` (as /proc shows it: at most 15 characters).
+/// Threads inherit their creator's name, so this also counts the OpenMP workers a thread made.
+inline int threads_named(const std::string& name) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream f(task.path() / "comm");
+    std::string comm;
+    if (std::getline(f, comm) && comm == name.substr(0, 15)) ++n;
+  }
+  return n;
 }
 
 }  // namespace cxrtest

@@ -153,7 +153,12 @@ TEST_CASE("cxrgradcam: threads and memory-format; every memory format gives the 
     REQUIRE(gst_harness_push(h, cxrtest::buffer_for(scan)) == GST_FLOW_OK);
     GstBuffer* out = gst_harness_pull(h);
     REQUIRE(out);
-    CHECK(at::get_num_threads() == 1);  // the harness pushes from this thread: the streaming thread
+    // The forward and backward ran on the element's compute thread, with 1 thread: no OpenMP
+    // worker beside it, and this (streaming) thread's setting untouched.
+    gchar* name = gst_element_get_name(h->element);
+    CHECK(cxrtest::threads_named(std::string(name) + ":torch") == 1);
+    g_free(name);
+    CHECK(at::get_num_threads() == 2);
     auto cams = cam_metas(out);
     REQUIRE(cams.size() == 1);
     maps.push_back(cam_mat(cams[0]).clone());

@@ -192,25 +192,46 @@ TEST_CASE("cxrinfer: the same scan gives the same result alone or in a batch", "
   gst_harness_teardown(four);
 }
 
-TEST_CASE("cxrinfer: threads sets LibTorch's intra-op threads on the thread that runs the batch", "[infer]") {
-  // The harness pushes from this thread, so this thread is the streaming thread here.
+TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads` threads", "[infer]") {
+  // Load, layout timing, batches from the streaming thread (here: this one) and from the
+  // batch-timeout thread all run on "<element name>:torch". Threads inherit their creator's
+  // name, so its OpenMP workers bear it too: none with threads=1, at least one with 2. This
+  // thread's own LibTorch setting is left alone.
   const int before = at::get_num_threads();
-  at::set_num_threads(2);
+  at::set_num_threads(3);
   cxrtest::TempDir t;
   const std::string card = make_card(t, "m", 2, 2);
-  GstHarness* h = harness(card, 1, 0, FALSE, 1);
-  guint threads = 0;
-  g_object_get(h->element, "threads", &threads, NULL);
-  CHECK(threads == 1);
-  REQUIRE(gst_harness_push(h, frame(40, 0)) == GST_FLOW_OK);
-  GstBuffer* out = gst_harness_pull(h);
-  check_result(out, 2, false);
-  gst_buffer_unref(out);
-  CHECK(at::get_num_threads() == 1);
-  // OpenBLAS's pool follows (where the process runs OpenBLAS, as the project's set-up installs).
-  const int blas = cxr::models::blas_threads();
-  if (blas != -1) CHECK(blas == 1);
-  gst_harness_teardown(h);
+  for (guint threads : {1u, 2u}) {
+    INFO("threads " << threads);
+    GstHarness* h = harness(card, 2, 100 * GST_MSECOND, FALSE, threads);
+    gchar* name = gst_element_get_name(h->element);
+    const std::string compute = std::string(name) + ":torch";
+    g_free(name);
+    REQUIRE(gst_harness_push(h, frame(40, 0)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(h, frame(41, GST_SECOND)) == GST_FLOW_OK);  // a full batch: this thread
+    REQUIRE(gst_harness_push(h, frame(42, 2 * GST_SECOND)) == GST_FLOW_OK);  // alone: the timer's
+    for (int i = 0; i < 3; ++i) {
+      GstBuffer* out = gst_harness_pull(h);
+      check_result(out, 2, false);
+      gst_buffer_unref(out);
+    }
+    if (threads == 1) {
+      CHECK(cxrtest::threads_named(compute) == 1);
+    } else {
+      CHECK(cxrtest::threads_named(compute) >= 2);
+    }
+    CHECK(at::get_num_threads() == 3);
+    // OpenBLAS's pool is process-wide and follows (where the process runs OpenBLAS, as the
+    // project's set-up installs).
+    const int blas = cxr::models::blas_threads();
+    if (blas != -1) CHECK(blas == static_cast<int>(threads));
+    gst_harness_teardown(h);
+    // The compute thread and its OpenMP workers end with the element's state. (LibTorch's
+    // process-wide pthreadpool, resized on every thread-count change, may keep a worker made
+    // there until the next change: this one.)
+    at::set_num_threads(3);
+    CHECK(cxrtest::threads_named(compute) == 0);
+  }
   at::set_num_threads(before);
 }
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The three architectures: shapes, torchvision's state_dict names/shapes/BatchNorm settings (from
-// the parity interpreter at test time), the features/classify split, BatchNorm folding.
+// the parity interpreter at test time), the features/classify split, BatchNorm folding, the
+// compute thread.
 #include <torch/torch.h>
+
+#include <pthread.h>
 
 #include <catch.hpp>
 #include <cstdio>
@@ -14,6 +17,7 @@
 #include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/predictor.hpp"
+#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 #include "testutil.hpp"
 
@@ -308,4 +312,47 @@ TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as 
   CHECK(torch::equal(net->forward(x), dense));
   net->set_onednn(true);  // packs again
   CHECK(torch::equal(net->features(x), features));
+}
+
+TEST_CASE("models: ComputeThread runs every call on its one named thread, in order", "[models]") {
+  std::thread::id ran;
+  {
+    ComputeThread compute("cxr-test-compute-thread");  // longer than a thread name may be
+    CHECK(compute.id() != std::this_thread::get_id());
+    CHECK(compute.call([] { return std::this_thread::get_id(); }) == compute.id());
+    const std::string name = compute.call([] {
+      char buf[32] = {};
+      pthread_getname_np(pthread_self(), buf, sizeof buf);
+      return std::string(buf);
+    });
+    CHECK(name == "cxr-test-comput");
+
+    // Results and exceptions come back to the caller; the thread goes on after a throw.
+    CHECK(compute.call([] { return torch::ones({2, 3}).sum().item<float>(); }) == 6.0f);
+    CHECK_THROWS_AS(compute.call([]() -> int { throw cxr::InvalidArgument("bad scan"); }), cxr::InvalidArgument);
+    CHECK(compute.call([] { return 7; }) == 7);
+
+    // A call from the compute thread itself runs in place instead of waiting for itself.
+    CHECK(compute.call([&] { return compute.call([] { return std::this_thread::get_id(); }); }) == compute.id());
+
+    // Callers on several threads: one call at a time, all on the compute thread.
+    int total = 0;  // touched only on the compute thread
+    int elsewhere = 0;
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+      callers.emplace_back([&] {
+        for (int i = 0; i < 100; ++i) {
+          compute.call([&] {
+            if (std::this_thread::get_id() != compute.id()) ++elsewhere;
+            ++total;
+          });
+        }
+      });
+    }
+    for (auto& c : callers) c.join();
+    CHECK(total == 400);
+    CHECK(elsewhere == 0);
+    ran = compute.id();
+  }
+  CHECK(ran != std::thread::id());  // destroyed: joined without hanging
 }

@@ -316,6 +316,8 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
                             "efficientnet_b1), not a TorchScript file");
   }
   m.device = resolve_device(options.device);
+  // Loading, the layout timing and explain() all run with the threads they were given.
+  cxr::models::set_compute_threads(options.threads);
   const auto n_classes = static_cast<int64_t>(m.card.classes.size());
   m.net = cxr::models::make_classifier(m.card.architecture, n_classes);
   try {
@@ -335,7 +337,6 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
     throw ConfigError(who + ": " + e.what());
   }
   if (options.layout == cxr::models::Layout::Auto && !m.device.is_cuda()) {
-    cxr::models::set_compute_threads(options.threads);  // time with the threads explain() will use
     m.pick_layout();
   } else {
     m.set_channels_last(options.layout == cxr::models::Layout::ChannelsLast);

@@ -71,8 +71,9 @@ std::vector<std::string> cam_layers(const std::string& architecture);
 
 struct GradCamOptions {
   std::string device = "cpu";  ///< auto, cpu, cuda, cuda:N
-  /// LibTorch intra-op threads for each explain(), set on the calling thread (a GStreamer
-  /// streaming thread is not the one the application configured); 0 leaves LibTorch's setting.
+  /// LibTorch intra-op threads, set on the constructing thread and on the thread that calls
+  /// explain() (a GStreamer streaming thread is not the one the application configured); 0
+  /// leaves LibTorch's setting. Keep all calls on one thread (cxr::models::ComputeThread).
   int threads = 0;
   /// Layout of activations and weights: Contiguous (NCHW), ChannelsLast, or Auto (on the CPU:
   /// the faster for one scan's forward and backward, timed at load, which costs eight such

@@ -151,6 +151,8 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   if (options.threads < 0) throw InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
   m.device = resolve_device(options.device);
   m.dtype = dtype_of(options.precision);
+  // Loading, the probe, the layout timing and run() all run with the threads they were given.
+  set_compute_threads(options.threads);
   if (m.dtype != torch::kFloat && !m.device.is_cuda()) {
     throw InvalidArgument(std::string("precision ") + to_string(options.precision) +
                           " needs a CUDA device (device is " + m.device.str() + "); use fp32 on the CPU");
@@ -206,10 +208,8 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
                         " values per scan but the card lists " + std::to_string(n_classes) + " classes");
     }
   }
-  // After the check, so that a card that does not fit fails without the timing runs; with the
-  // threads the runs will have.
+  // After the check, so that a card that does not fit fails without the timing runs.
   if (m.net && options.fold_batchnorm && options.layout == Layout::Auto && !m.device.is_cuda()) {
-    set_compute_threads(options.threads);
     m.pick_layout(in);
   }
 }

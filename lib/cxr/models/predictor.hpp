@@ -42,9 +42,10 @@ struct PredictorOptions {
   bool embeddings = false;             ///< also return the penultimate features
   bool fold_batchnorm = true;          ///< fold BatchNorm into convolutions at load
   int max_batch = 8;                   ///< slots of the input batch
-  /// LibTorch intra-op threads for each run, set on the thread that calls run() (a GStreamer
-  /// streaming thread is not the one the application configured) and, for Layout::Auto's
-  /// timing, on the thread that constructs; 0 leaves LibTorch's setting.
+  /// LibTorch intra-op threads, set on the thread that constructs (for loading and the
+  /// Layout::Auto timing) and on the thread that calls run() (a GStreamer streaming thread is
+  /// not the one the application configured); 0 leaves LibTorch's setting. Keep all calls on
+  /// one thread (cxr::models::ComputeThread): see there for why.
   /// On small machines one thread is often faster at batch 1.
   int threads = 0;
   Layout layout = Layout::Auto;        ///< built-in architectures with fold_batchnorm only

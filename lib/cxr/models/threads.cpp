@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <atomic>
 
@@ -36,5 +37,39 @@ void set_compute_threads(int n) {
 }
 
 int blas_threads() { return openblas().get ? openblas().get() : -1; }
+
+ComputeThread::ComputeThread(std::string name) : thread_([this, name] { loop(name); }) {}
+
+ComputeThread::~ComputeThread() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    quit_ = true;
+  }
+  cond_.notify_all();
+  thread_.join();
+}
+
+void ComputeThread::post(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  cond_.notify_one();
+}
+
+void ComputeThread::loop(const std::string& name) {
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cond_.wait(lock, [this] { return quit_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // quit, nothing left
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();  // a packaged_task: what it throws goes to the caller's future
+  }
+}
 
 }  // namespace cxr::models

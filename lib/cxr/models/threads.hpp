@@ -1,12 +1,23 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #pragma once
-/// Compute threads of the calling thread's LibTorch work, BLAS included.
+/// Compute threads of LibTorch work: how many, and on which thread.
 ///
 /// LibTorch's intra-op pool is set per calling thread, but the BLAS library under it (OpenBLAS
 /// through libblas.so.3 on Debian) keeps its own process-wide pool, sized to every core. At
 /// batch 1 LibTorch sends small convolutions and the linear layers to BLAS, whose extra threads
 /// then spin beside LibTorch's: with 1 LibTorch thread and OpenBLAS's 2, MobileNetV3 in a
 /// pipeline spent twice the CPU time per scan and ran ~10 % slower. So both are set together.
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
 
 namespace cxr::models {
 
@@ -16,5 +27,50 @@ void set_compute_threads(int n);
 
 /// OpenBLAS's thread count, or -1 when the process does not run OpenBLAS.
 int blas_threads();
+
+/// One thread that runs all the LibTorch work of its owner (load, layout timing, every batch),
+/// one call after the other.
+///
+/// LibTorch's OpenMP runtime (libgomp) keeps a pool of workers for each thread that has run a
+/// parallel region, and once the pools together hold more threads than there are CPUs, its
+/// workers stop spinning between regions and sleep: every operator then pays a wake-up. An
+/// element that loads and times its model in start() (the application's thread) and runs it in
+/// the streaming thread, or in a batch-timeout thread, makes two or three pools. Measured on 2
+/// CPUs, ResNet-34 at batch 1 with 2 threads in cxrinfer: 164 context switches per scan and
+/// 15 % below the module's own forward; with every call on one thread, 4 per scan and within
+/// 2 %. The thread ends (and its pool with it) when the object is destroyed.
+class ComputeThread {
+ public:
+  /// `name` is the thread's name as tools show it (at most 15 characters are kept); the OpenMP
+  /// workers it starts inherit it.
+  explicit ComputeThread(std::string name);
+  ~ComputeThread();  ///< Finishes the calls already queued, then joins.
+  ComputeThread(const ComputeThread&) = delete;
+  ComputeThread& operator=(const ComputeThread&) = delete;
+
+  /// Runs f() on the compute thread and returns its result, or rethrows what it threw. A call
+  /// from the compute thread itself runs f() in place.
+  template <class F>
+  auto call(F&& f) -> std::invoke_result_t<F&> {
+    using R = std::invoke_result_t<F&>;
+    if (std::this_thread::get_id() == thread_.get_id()) return f();
+    std::packaged_task<R()> task(std::ref(f));
+    auto result = task.get_future();
+    post([&task] { task(); });
+    return result.get();
+  }
+
+  std::thread::id id() const { return thread_.get_id(); }
+
+ private:
+  void post(std::function<void()> job);
+  void loop(const std::string& name);
+
+  std::mutex mutex_;
+  std::condition_variable cond_;
+  std::deque<std::function<void()>> jobs_;
+  bool quit_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
 
 }  // namespace cxr::models
