@@ -23,8 +23,9 @@
  * forward pass (unless one is already there, e.g. from a cxrinfer upstream: that one is kept).
  * The model loads when the element starts; a missing or unsuitable model (TorchScript, unknown
  * target layer or class) is an element error then. LibTorch runs on one thread of the
- * element's, "<name>:torch"; `threads` sets its intra-op threads. `memory-format` is NCHW by default; `auto` times channels-last
- * against NCHW for one scan's forward and backward at start (CPU) and keeps the faster.
+ * element's, "<name>:torch"; `threads` sets its intra-op threads. `memory-format` is NCHW by
+ * default; `auto` times channels-last against NCHW for one scan's forward and backward at start
+ * (CPU) and keeps the faster.
  *
  * ## Example launch line
  * |[

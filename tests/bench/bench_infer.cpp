@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cxr/models/allocator.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/threads.hpp"
 
@@ -52,6 +53,7 @@ std::string blas_libraries() {
 
 int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout) {
   cxr::models::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
+  cxr::models::use_caching_cpu_allocator();   // and its allocator, as the Predictor sets it
   auto net = cxr::models::make_classifier(arch, 3);
   const bool channels_last = layout == "channels-last";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);

@@ -103,6 +103,14 @@ inline std::string start_error(GstElement* element, const char* source = "fakesr
   return text;
 }
 
+/// The name of the thread on which a cxrinfer or cxrgradcam runs LibTorch.
+inline std::string compute_thread_of(GstElement* element) {
+  gchar* name = gst_element_get_name(element);
+  std::string s = std::string(name) + ":torch";
+  g_free(name);
+  return s;
+}
+
 /// How many threads of this process bear `name` (as /proc shows it: at most 15 characters).
 /// Threads inherit their creator's name, so this also counts the OpenMP workers a thread made.
 inline int threads_named(const std::string& name) {

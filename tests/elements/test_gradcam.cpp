@@ -155,9 +155,7 @@ TEST_CASE("cxrgradcam: threads and memory-format; every memory format gives the 
     REQUIRE(out);
     // The forward and backward ran on the element's compute thread, with 1 thread: no OpenMP
     // worker beside it, and this (streaming) thread's setting untouched.
-    gchar* name = gst_element_get_name(h->element);
-    CHECK(cxrtest::threads_named(std::string(name) + ":torch") == 1);
-    g_free(name);
+    CHECK(cxrtest::threads_named(cxrtest::compute_thread_of(h->element)) == 1);
     CHECK(at::get_num_threads() == 2);
     auto cams = cam_metas(out);
     REQUIRE(cams.size() == 1);

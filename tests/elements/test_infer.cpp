@@ -204,9 +204,7 @@ TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads
   for (guint threads : {1u, 2u}) {
     INFO("threads " << threads);
     GstHarness* h = harness(card, 2, 100 * GST_MSECOND, FALSE, threads);
-    gchar* name = gst_element_get_name(h->element);
-    const std::string compute = std::string(name) + ":torch";
-    g_free(name);
+    const std::string compute = cxrtest::compute_thread_of(h->element);
     REQUIRE(gst_harness_push(h, frame(40, 0)) == GST_FLOW_OK);
     REQUIRE(gst_harness_push(h, frame(41, GST_SECOND)) == GST_FLOW_OK);  // a full batch: this thread
     REQUIRE(gst_harness_push(h, frame(42, 2 * GST_SECOND)) == GST_FLOW_OK);  // alone: the timer's

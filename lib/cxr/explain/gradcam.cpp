@@ -15,6 +15,7 @@
 #include "cxr/error.hpp"
 #include "cxr/explain/gradcam_torch.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 
@@ -318,6 +319,7 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
   m.device = resolve_device(options.device);
   // Loading, the layout timing and explain() all run with the threads they were given.
   cxr::models::set_compute_threads(options.threads);
+  cxr::models::use_caching_cpu_allocator();
   const auto n_classes = static_cast<int64_t>(m.card.classes.size());
   m.net = cxr::models::make_classifier(m.card.architecture, n_classes);
   try {

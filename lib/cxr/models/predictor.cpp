@@ -12,6 +12,7 @@
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 
@@ -153,6 +154,7 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   m.dtype = dtype_of(options.precision);
   // Loading, the probe, the layout timing and run() all run with the threads they were given.
   set_compute_threads(options.threads);
+  use_caching_cpu_allocator();  // large activations are reused instead of page-faulted anew each batch
   if (m.dtype != torch::kFloat && !m.device.is_cuda()) {
     throw InvalidArgument(std::string("precision ") + to_string(options.precision) +
                           " needs a CUDA device (device is " + m.device.str() + "); use fp32 on the CPU");

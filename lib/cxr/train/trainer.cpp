@@ -15,6 +15,7 @@
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 #include "cxr/train/loop.hpp"
@@ -208,6 +209,7 @@ void Trainer::Impl::build(Trainer&) {
   if (cfg.name.empty()) cfg.name = cfg.architecture;
   device = resolve_device(cfg.device);
   cxr::models::set_compute_threads(cfg.threads);
+  cxr::models::use_caching_cpu_allocator();
 
   std::error_code ec;
   fs::create_directories(cfg.output_dir, ec);

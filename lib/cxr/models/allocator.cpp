@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "cxr/models/allocator.hpp"
+
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+namespace cxr::models {
+namespace {
+
+// Sizes are rounded up (to pages below 1 MiB, to 64 KiB above), so that near sizes share blocks.
+size_t rounded(size_t n) {
+  const size_t granule = n < (size_t{1} << 20) ? size_t{4} << 10 : size_t{64} << 10;
+  return (n + granule - 1) / granule * granule;
+}
+
+class CachingCpuAllocator final : public c10::Allocator {
+ public:
+  explicit CachingCpuAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
+
+  c10::DataPtr allocate(size_t n) const override {
+    if (n < kCachedAllocationMin) return fallback_->allocate(n);
+    const size_t size = rounded(n);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      // The smallest free block that fits, if it wastes at most an eighth.
+      auto it = free_.lower_bound(size);
+      if (it != free_.end() && it->first <= size + size / 8) {
+        p = it->second;
+        live_[p] = it->first;
+        cached_ -= it->first;
+        free_.erase(it);
+      }
+    }
+    if (!p) {
+      p = c10::alloc_cpu(size);
+      std::lock_guard<std::mutex> lock(mutex_);
+      live_[p] = size;
+    }
+    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  size_t cached() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_;
+  }
+
+  static CachingCpuAllocator* instance;
+
+ private:
+  static void release(void* p) {
+    CachingCpuAllocator& a = *instance;
+    {
+      std::lock_guard<std::mutex> lock(a.mutex_);
+      auto it = a.live_.find(p);
+      if (it == a.live_.end()) {  // a small block (raw_deallocate after raw_allocate)
+        c10::DeleterFnPtr d = a.fallback_->raw_deleter();
+        d ? d(p) : c10::free_cpu(p);
+        return;
+      }
+      const size_t size = it->second;
+      a.live_.erase(it);
+      if (a.cached_ + size <= kAllocationCacheMax) {
+        a.free_.emplace(size, p);
+        a.cached_ += size;
+        return;
+      }
+    }
+    c10::free_cpu(p);
+  }
+
+  c10::Allocator* fallback_;
+  mutable std::mutex mutex_;
+  mutable std::multimap<size_t, void*> free_;        // size -> block
+  mutable std::unordered_map<void*, size_t> live_;  // block -> size
+  mutable size_t cached_ = 0;
+};
+
+CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
+
+}  // namespace
+
+void use_caching_cpu_allocator() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // Never destroyed: tensors may outlive any static destructor order.
+    CachingCpuAllocator::instance = new CachingCpuAllocator(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(CachingCpuAllocator::instance, /*priority=*/1);
+  });
+}
+
+size_t cached_cpu_bytes() { return CachingCpuAllocator::instance ? CachingCpuAllocator::instance->cached() : 0; }
+
+}  // namespace cxr::models
