@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The three architectures: shapes, torchvision's state_dict names/shapes/BatchNorm settings (from
 // the parity interpreter at test time), the features/classify split, BatchNorm folding, the
-// compute thread.
+// compute thread, the caching CPU allocator.
 #include <torch/torch.h>
 
 #include <pthread.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <catch.hpp>
 #include <cstdio>
 #include <memory>
@@ -395,9 +396,13 @@ TEST_CASE("models: the caching CPU allocator hands large blocks out again instea
   const size_t cached = cached_cpu_bytes();
   { auto small = torch::ones({1000}); CHECK(small.sum().item<float>() == 1000.0f); }
   CHECK(cached_cpu_bytes() == cached);
+  std::vector<const void*> released;
   {
     std::vector<torch::Tensor> many;
     for (int i = 0; i < 6; ++i) many.push_back(torch::empty({int64_t{64} << 20}));  // 256 MiB each, untouched
-  }
+    for (auto& t : many) released.push_back(t.data_ptr());
+  }  // released in order: the first ones leave the cache for the last
   CHECK(cached_cpu_bytes() <= kAllocationCacheMax);
+  auto again = torch::empty({int64_t{64} << 20});
+  CHECK(std::find(released.begin() + 2, released.end(), again.data_ptr()) != released.end());
 }

@@ -4,9 +4,11 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace cxr::models {
 namespace {
@@ -30,7 +32,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       // The smallest free block that fits, if it wastes at most an eighth.
       auto it = free_.lower_bound(size);
       if (it != free_.end() && it->first <= size + size / 8) {
-        p = it->second;
+        p = it->second.block;
         live_[p] = it->first;
         cached_ -= it->first;
         free_.erase(it);
@@ -56,6 +58,7 @@ class CachingCpuAllocator final : public c10::Allocator {
  private:
   static void release(void* p) {
     CachingCpuAllocator& a = *instance;
+    std::vector<void*> evicted;
     {
       std::lock_guard<std::mutex> lock(a.mutex_);
       auto it = a.live_.find(p);
@@ -66,20 +69,38 @@ class CachingCpuAllocator final : public c10::Allocator {
       }
       const size_t size = it->second;
       a.live_.erase(it);
-      if (a.cached_ + size <= kAllocationCacheMax) {
-        a.free_.emplace(size, p);
+      if (size > kAllocationCacheMax) {
+        evicted.push_back(p);
+      } else {
+        // Room for it by giving back the blocks freed longest ago: sizes the stream no longer
+        // asks for (scans of another size, a smaller last batch) do not pin the cache.
+        while (a.cached_ + size > kAllocationCacheMax) {
+          auto oldest = a.free_.begin();
+          for (auto f = a.free_.begin(); f != a.free_.end(); ++f) {
+            if (f->second.when < oldest->second.when) oldest = f;
+          }
+          evicted.push_back(oldest->second.block);
+          a.cached_ -= oldest->first;
+          a.free_.erase(oldest);
+        }
+        a.free_.emplace(size, Free{p, ++a.clock_});
         a.cached_ += size;
-        return;
       }
     }
-    c10::free_cpu(p);
+    for (void* e : evicted) c10::free_cpu(e);
   }
+
+  struct Free {
+    void* block;
+    uint64_t when;  // order of release
+  };
 
   c10::Allocator* fallback_;
   mutable std::mutex mutex_;
-  mutable std::multimap<size_t, void*> free_;        // size -> block
+  mutable std::multimap<size_t, Free> free_;        // size -> block
   mutable std::unordered_map<void*, size_t> live_;  // block -> size
   mutable size_t cached_ = 0;
+  mutable uint64_t clock_ = 0;
 };
 
 CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;

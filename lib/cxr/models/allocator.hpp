@@ -19,7 +19,7 @@ namespace cxr::models {
 /// would serve everything above 128 KiB with fresh pages.)
 constexpr size_t kCachedAllocationMin = size_t{128} << 10;
 
-/// At most this many bytes of freed blocks are kept.
+/// At most this many bytes of freed blocks are kept; the blocks freed longest ago go first.
 constexpr size_t kAllocationCacheMax = size_t{1} << 30;
 
 /// Makes the caching allocator LibTorch's CPU allocator for the whole process (tensors made
