@@ -4,7 +4,8 @@
 For each architecture, batch 1 and 8, 224 and 255 px, one thread and all threads: images/s of
   - torchvision eager (this interpreter, torch.inference_mode, eval),
   - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax; LibTorch's
-    and OpenBLAS's threads set as cxrinfer's `threads` sets them), in NCHW, in channels-last and,
+    and OpenBLAS's threads set as cxrinfer's `threads` sets them, and the caching CPU allocator
+    the Predictor installs), in NCHW, in channels-last and,
     for ResNet-34, on oneDNN tensors with pre-packed weights (cxrinfer's memory-format=auto times
     them at start and keeps the fastest; the overhead is against the fastest),
   - cxrinfer between videotestsrc (GRAY8 frames of the input size) and fakesink (bench-infer
