@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <catch.hpp>
+#include <chrono>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -19,6 +21,7 @@
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/input.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
@@ -280,6 +283,53 @@ TEST_CASE("models: Predictor gives the same results in every memory format; auto
   }
 }
 
+TEST_CASE("models: Predictor input banks: one filled while another runs, same results", "[models]") {
+  cxrtest::TempDir t;
+  ModelCard card;
+  card.name = "banks";
+  card.architecture = "mobilenet_v3_large";
+  card.classes = {"a", "b", "c"};
+  card.weights = t / "w.pth";
+  card.input.height = 64;
+  card.input.width = 64;
+  card.input.mean = {0.5f};
+  card.input.std = {0.25f};
+  write_initial_weights(card, 5);
+  std::vector<cv::Mat> scans;
+  for (int i = 0; i < 4; ++i) {
+    cv::Mat m(70, 90, CV_8U);
+    cv::RNG(60 + i).fill(m, cv::RNG::UNIFORM, 0, 256);
+    scans.push_back(m);
+  }
+  PredictorOptions o;
+  o.device = "cpu";
+  o.max_batch = 2;
+  o.input_banks = 2;
+  Predictor p(card, o);
+  const auto expected = p.predict(scans);  // bank 0, two batches of two
+  REQUIRE(expected.size() == 4);
+  CHECK(p.slot(0, 1) != p.slot(0, 0));
+  CHECK(p.slot(0, 1) != p.slot(1, 0));
+  CHECK_THROWS_AS(p.slot(0, 2), cxr::InvalidArgument);
+  CHECK_THROWS_AS(p.run(1, 2), cxr::InvalidArgument);
+
+  // Scans 0-1 in bank 0, 2-3 in bank 1; bank 1 is filled while bank 0 runs on another thread.
+  for (size_t i = 0; i < 2; ++i) prepare_input_into(scans[i], card.input, p.slot(i, 0));
+  ComputeThread compute("cxr-test-banks");
+  auto first = compute.submit([&] { return p.run(2, 0); });
+  for (size_t i = 0; i < 2; ++i) prepare_input_into(scans[2 + i], card.input, p.slot(i, 1));
+  auto second = compute.submit([&] { return p.run(2, 1); });
+  auto a = first.get();
+  auto b = second.get();
+  a.insert(a.end(), b.begin(), b.end());
+  for (size_t i = 0; i < 4; ++i) {
+    for (size_t c = 0; c < 3; ++c) CHECK(a[i].logits[c] == expected[i].logits[c]);
+  }
+
+  o.input_banks = 0;
+  CHECK_THROWS_WITH(Predictor(card, o), Catch::Contains("banks"));
+}
+
 TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as the dense one", "[models]") {
   torch::manual_seed(21);
   auto net = make_classifier("resnet34", 4);
@@ -355,6 +405,28 @@ TEST_CASE("models: ComputeThread runs every call on its one named thread, in ord
     for (auto& c : callers) c.join();
     CHECK(total == 400);
     CHECK(elsewhere == 0);
+
+    // submit() returns at once; queued calls run in order after the calls before them, and a
+    // throw reaches the future.
+    std::promise<void> gate;
+    auto held = compute.submit([&] { gate.get_future().wait(); });  // keeps the thread busy
+    std::vector<int> order;
+    std::vector<std::future<int>> results;
+    for (int i = 0; i < 5; ++i) {
+      results.push_back(compute.submit([&order, i] {
+        order.push_back(i);
+        return i * i;
+      }));
+    }
+    auto failed = compute.submit([]() -> int { throw cxr::InvalidArgument("bad batch"); });
+    CHECK(results[4].wait_for(std::chrono::milliseconds(20)) == std::future_status::timeout);
+    gate.set_value();
+    held.get();
+    for (int i = 0; i < 5; ++i) CHECK(results[static_cast<size_t>(i)].get() == i * i);
+    CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
+    CHECK_THROWS_AS(failed.get(), cxr::InvalidArgument);
+    // From the compute thread itself, submit() runs in place.
+    CHECK(compute.call([&] { return compute.submit([] { return std::this_thread::get_id(); }).get(); }) == compute.id());
     ran = compute.id();
   }
   CHECK(ran != std::thread::id());  // destroyed: joined without hanging

@@ -96,7 +96,7 @@ struct Predictor::Impl {
   torch::ScalarType dtype = torch::kFloat;
   std::shared_ptr<ClassifierImpl> net;
   std::unique_ptr<torch::jit::Module> script;
-  torch::Tensor batch;  // [max_batch, C, H, W] float32 on the CPU
+  std::vector<torch::Tensor> banks;  // input_banks x [max_batch, C, H, W] float32 on the CPU
   Layout layout = Layout::Contiguous;  // never Auto
 
   // Packed oneDNN weights survive a switch to a dense layout (pick_layout() switches back and
@@ -149,6 +149,7 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   m.options = options;
   const std::string who = "model card " + (m.card.path.empty() ? m.card.name : m.card.path);
   if (options.max_batch < 1) throw InvalidArgument("batch size must be >= 1");
+  if (options.input_banks < 1) throw InvalidArgument("input banks must be >= 1");
   if (options.threads < 0) throw InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
   m.device = resolve_device(options.device);
   m.dtype = dtype_of(options.precision);
@@ -198,8 +199,10 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
       m.net->to(m.device, m.dtype);
     }
   }
-  m.batch = torch::zeros({options.max_batch, in.channels, in.height, in.width}, torch::kFloat);
-  if (m.device.is_cuda()) m.batch = m.batch.pin_memory();
+  for (int b = 0; b < options.input_banks; ++b) {
+    auto bank = torch::zeros({options.max_batch, in.channels, in.height, in.width}, torch::kFloat);
+    m.banks.push_back(m.device.is_cuda() ? bank.pin_memory() : bank);
+  }
 
   {
     // One forward at load: checks that the network's output fits the card, and warms up.
@@ -228,18 +231,20 @@ size_t Predictor::input_size() const {
   return static_cast<size_t>(in.channels) * static_cast<size_t>(in.height) * static_cast<size_t>(in.width);
 }
 
-float* Predictor::slot(size_t i) {
+float* Predictor::slot(size_t i, size_t bank) {
   if (i >= static_cast<size_t>(impl_->options.max_batch)) throw InvalidArgument("batch slot out of range");
-  return impl_->batch.data_ptr<float>() + i * input_size();
+  if (bank >= impl_->banks.size()) throw InvalidArgument("input bank out of range");
+  return impl_->banks[bank].data_ptr<float>() + i * input_size();
 }
 
-std::vector<Prediction> Predictor::run(size_t n) {
+std::vector<Prediction> Predictor::run(size_t n, size_t bank) {
   Impl& m = *impl_;
   if (n == 0) return {};
   if (n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("batch larger than max_batch");
+  if (bank >= m.banks.size()) throw InvalidArgument("input bank out of range");
   set_compute_threads(m.options.threads);
   c10::InferenceMode guard;
-  auto x = m.batch.narrow(0, 0, static_cast<int64_t>(n));
+  auto x = m.banks[bank].narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);
   if (m.layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor embedding;

@@ -42,6 +42,9 @@ struct PredictorOptions {
   bool embeddings = false;             ///< also return the penultimate features
   bool fold_batchnorm = true;          ///< fold BatchNorm into convolutions at load
   int max_batch = 8;                   ///< slots of the input batch
+  /// Input batches ("banks") of max_batch slots each: with 2, one bank can be filled while
+  /// run() reads the other on another thread.
+  int input_banks = 1;
   /// LibTorch intra-op threads, set on the thread that constructs (for loading and the
   /// Layout::Auto timing) and on the thread that calls run() (a GStreamer streaming thread is
   /// not the one the application configured); 0 leaves LibTorch's setting. Keep all calls on
@@ -79,11 +82,12 @@ class Predictor {
   /// Floats of one prepared input (channels * height * width).
   size_t input_size() const;
 
-  /// Slot i (< max_batch) of the input batch, to fill with prepare_input_into(); stays valid
-  /// for the predictor's life.
-  float* slot(size_t i);
-  /// Runs the network on slots [0, n).
-  std::vector<Prediction> run(size_t n);
+  /// Slot i (< max_batch) of input bank `bank` (< input_banks), to fill with
+  /// prepare_input_into(); stays valid for the predictor's life. Filling one bank while run()
+  /// reads another is safe; run() has read its bank once it returns.
+  float* slot(size_t i, size_t bank = 0);
+  /// Runs the network on slots [0, n) of bank `bank`.
+  std::vector<Prediction> run(size_t n, size_t bank = 0);
 
   /// Convenience: prepares and predicts any number of scans (in chunks of max_batch).
   std::vector<Prediction> predict(const std::vector<cv::Mat>& scans);

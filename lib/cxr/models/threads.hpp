@@ -10,9 +10,9 @@
 
 #include <condition_variable>
 #include <deque>
-#include <exception>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -58,6 +58,22 @@ class ComputeThread {
     auto result = task.get_future();
     post([&task] { task(); });
     return result.get();
+  }
+
+  /// Queues f() to run on the compute thread after the calls before it and returns at once;
+  /// the future gives its result or what it threw. From the compute thread itself, f() runs in
+  /// place (waiting there for a queued call would never end).
+  template <class F>
+  auto submit(F f) -> std::future<std::invoke_result_t<F&>> {
+    using R = std::invoke_result_t<F&>;
+    auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
+    auto result = task->get_future();
+    if (std::this_thread::get_id() == thread_.get_id()) {
+      (*task)();
+    } else {
+      post([task] { (*task)(); });
+    }
+    return result;
   }
 
   std::thread::id id() const { return thread_.get_id(); }
