@@ -14,6 +14,12 @@
  * place between the frames. The model loads when the element starts (READY -> PAUSED); a
  * missing or inconsistent model is an element error then.
  *
+ * The network runs on the element's own thread, which then pushes the batch's frames
+ * downstream; meanwhile the streaming thread prepares the next batch (scaling and normalising
+ * each scan into a second input buffer) and queues it, so that the network runs back to back
+ * and a downstream element runs on that thread (put a `queue` after cxrinfer to give it its
+ * own). At most two batches are in flight: the streaming thread waits before a third.
+ *
  * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
  * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
  * weights packed once) and keeps the fastest; the element's INFO log names the choice.
@@ -31,9 +37,11 @@
 
 #include <gst/video/video.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -117,10 +125,21 @@ struct Item {
   GstStructure* message = nullptr;  // message fields known at arrival (times, path)
 };
 
+/// Frames and serialized events of one batch, in arrival order, handed to the compute thread;
+/// `frames` of them are scans, prepared in input bank `bank`.
+struct Batch {
+  std::deque<Item> items;
+  size_t frames = 0;
+  size_t bank = 0;
+};
+
+/// Input banks: one batch runs while the streaming thread fills the next.
+constexpr size_t kBanks = 2;
+
 /// Everything C++ of one running element; created in start, deleted in stop.
 struct InferState {
-  // Every LibTorch call (load, layout timing, batches from the streaming or the timer thread)
-  // runs on this one thread: see cxr::models::ComputeThread for why.
+  // Every LibTorch call (load, layout timing, every batch) runs on this one thread, which also
+  // pushes each batch's frames downstream: see cxr::models::ComputeThread for why.
   std::unique_ptr<cxr::models::ComputeThread> compute;
   std::unique_ptr<cxr::models::Predictor> predictor;
   std::vector<GQuark> quarks;
@@ -133,9 +152,15 @@ struct InferState {
   GstVideoInfo info;
   bool have_info = false;
   GstSegment segment;
-  std::deque<Item> queue;
-  size_t pending = 0;  // frames in queue (= batch slots used)
-  GstFlowReturn flow = GST_FLOW_OK;
+  std::deque<Item> queue;  // the batch being filled
+  size_t pending = 0;      // frames in queue (= slots of bank `bank` used)
+  size_t bank = 0;
+  std::shared_future<void> bank_free[kBanks];  // done when the batch reading each bank has run
+  std::shared_future<void> last;               // done when every batch handed over is pushed
+
+  // OK, or why pushing stopped (flushing, EOS or an error downstream, a failed batch): set by
+  // the compute thread and by flushes, returned by chain().
+  std::atomic<GstFlowReturn> flow{GST_FLOW_OK};
 
   // Batch timer; guarded by mutex.
   std::mutex mutex;
@@ -286,27 +311,20 @@ static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Item& item,
   return gst_pad_push(self->srcpad, buf);
 }
 
-/// Runs the pending batch and pushes everything queued, in order. Caller holds the sink
-/// pad's stream lock.
-static GstFlowReturn flush_batch(GstCxrInfer* self, InferState* st) {
-  {
-    std::lock_guard<std::mutex> lock(st->mutex);
-    st->armed = false;
-  }
-  if (st->queue.empty()) return st->flow;
+/// On the compute thread: runs a batch and pushes its frames (with their results) and events,
+/// in order. After a failure or a refused push, frames are dropped and events still go.
+static void run_batch(GstCxrInfer* self, InferState* st, Batch& batch) {
+  GstFlowReturn ret = st->flow.load();
   std::vector<cxr::models::Prediction> preds;
-  GstFlowReturn ret = st->flow;
-  if (st->pending > 0 && ret == GST_FLOW_OK) {
+  if (batch.frames > 0 && ret == GST_FLOW_OK) {
     try {
-      preds = st->compute->call([st] { return st->predictor->run(st->pending); });
+      preds = st->predictor->run(batch.frames, batch.bank);
     } catch (const std::exception& e) {
       ret = gst_cxr_post_error(GST_ELEMENT(self), std::string("inference failed: ") + e.what());
     }
   }
   size_t k = 0;
-  while (!st->queue.empty()) {
-    Item item = st->queue.front();
-    st->queue.pop_front();
+  for (Item& item : batch.items) {
     if (item.buffer) {
       if (ret == GST_FLOW_OK) {
         ret = finish_frame(self, st, item, preds[k]);
@@ -319,9 +337,42 @@ static GstFlowReturn flush_batch(GstCxrInfer* self, InferState* st) {
     }
     if (item.message) gst_structure_free(item.message);
   }
+  batch.items.clear();
+  if (ret != GST_FLOW_OK) st->flow.store(ret);
+}
+
+static bool running(const std::shared_future<void>& f) {
+  return f.valid() && f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+}
+
+/// Hands what is queued (the batch being filled, or events only) to the compute thread and
+/// returns at once; the next batch fills the other bank. Caller holds the sink pad's stream lock.
+static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
+  {
+    std::lock_guard<std::mutex> lock(st->mutex);
+    st->armed = false;
+  }
+  if (st->queue.empty()) return st->flow.load();
+  auto batch = std::make_shared<Batch>();
+  batch->items.swap(st->queue);
+  batch->frames = st->pending;
+  batch->bank = st->bank;
   st->pending = 0;
-  st->flow = ret;
-  return ret;
+  std::shared_future<void> done = st->compute->submit([self, st, batch] { run_batch(self, st, *batch); }).share();
+  if (batch->frames > 0) {
+    st->bank_free[st->bank] = done;
+    st->bank = (st->bank + 1) % kBanks;
+  }
+  st->last = done;
+  return st->flow.load();
+}
+
+/// Runs what is queued and waits until everything handed over is pushed. Caller holds the
+/// sink pad's stream lock.
+static GstFlowReturn drain(GstCxrInfer* self, InferState* st) {
+  submit_batch(self, st);
+  if (st->last.valid()) st->last.wait();
+  return st->flow.load();
 }
 
 static void drop_queue(InferState* st) {
@@ -356,7 +407,7 @@ static void timer_loop(GstCxrInfer* self, InferState* st) {
     }
     if (due) {
       GST_DEBUG_OBJECT(self, "batch-timeout: running %zu frame(s)", st->pending);
-      flush_batch(self, st);
+      submit_batch(self, st);
     }
     GST_PAD_STREAM_UNLOCK(self->sinkpad);
     lock.lock();
@@ -371,9 +422,13 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("no model loaded"), (nullptr));
     return GST_FLOW_ERROR;
   }
-  if (st->flow != GST_FLOW_OK) {
+  if (st->pending == 0 && st->bank_free[st->bank].valid()) {
+    st->bank_free[st->bank].wait();  // the batch before last still reads this bank
+  }
+  const GstFlowReturn flow = st->flow.load();
+  if (flow != GST_FLOW_OK) {
     gst_buffer_unref(buf);
-    return st->flow;
+    return flow;
   }
   if (!st->have_info) {
     gst_buffer_unref(buf);
@@ -391,14 +446,14 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
   std::string failure;
   try {
     cv::Mat scan = gst_cxr_frame_to_mat(&frame);
-    cxr::models::prepare_input_into(scan, st->predictor->card().input, st->predictor->slot(st->pending));
+    cxr::models::prepare_input_into(scan, st->predictor->card().input, st->predictor->slot(st->pending, st->bank));
   } catch (const std::exception& e) {
     failure = e.what();
   }
   gst_video_frame_unmap(&frame);
   if (!failure.empty()) {
     // Keep the order of what is already queued, then report this scan.
-    GstFlowReturn ret = flush_batch(self, st);
+    GstFlowReturn ret = drain(self, st);
     if (ret != GST_FLOW_OK) {
       gst_buffer_unref(buf);
       return ret;
@@ -409,7 +464,7 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
   }
   st->queue.push_back(Item{buf, nullptr, arrival_fields(st, buf)});
   ++st->pending;
-  if (st->pending >= st->batch_size) return flush_batch(self, st);
+  if (st->pending >= st->batch_size) return submit_batch(self, st);
   if (st->pending == 1 && st->timeout > 0) {
     std::lock_guard<std::mutex> lock(st->mutex);
     st->armed = true;
@@ -443,19 +498,26 @@ static gboolean gst_cxr_infer_sink_event(GstPad* pad, GstObject* parent, GstEven
       break;
     }
     case GST_EVENT_EOS:
-      flush_batch(self, st);
+      drain(self, st);
       return gst_pad_push_event(self->srcpad, event);
+    case GST_EVENT_FLUSH_START:
+      // Batches not yet run are dropped; chain() returns FLUSHING until the flush stops.
+      st->flow.store(GST_FLOW_FLUSHING);
+      return gst_pad_event_default(pad, parent, event);
     case GST_EVENT_FLUSH_STOP:
+      if (st->last.valid()) st->last.wait();
       drop_queue(st);
-      st->flow = GST_FLOW_OK;
+      st->flow.store(GST_FLOW_OK);
       gst_segment_init(&st->segment, GST_FORMAT_TIME);
       return gst_pad_event_default(pad, parent, event);
     default:
       break;
   }
-  if (GST_EVENT_IS_SERIALIZED(event) && !st->queue.empty()) {
-    // Keeps its place after the frames queued before it.
+  if (GST_EVENT_IS_SERIALIZED(event) && (!st->queue.empty() || running(st->last))) {
+    // Keeps its place after the frames before it: with the batch being filled, or, when that
+    // is empty, pushed by the compute thread after the batches it still has.
     st->queue.push_back(Item{nullptr, event, nullptr});
+    if (st->pending == 0) submit_batch(self, st);
     return TRUE;
   }
   return gst_pad_event_default(pad, parent, event);
@@ -463,7 +525,7 @@ static gboolean gst_cxr_infer_sink_event(GstPad* pad, GstObject* parent, GstEven
 
 static gboolean gst_cxr_infer_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
   GstCxrInfer* self = GST_CXR_INFER(parent);
-  if (GST_QUERY_TYPE(query) == GST_QUERY_DRAIN && self->state) flush_batch(self, self->state);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_DRAIN && self->state) drain(self, self->state);
   return gst_pad_query_default(pad, parent, query);
 }
 
@@ -475,6 +537,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   model = self->model ? self->model : "";
   options.device = self->device ? self->device : DEFAULT_DEVICE;
   options.max_batch = static_cast<int>(self->batch_size);
+  options.input_banks = static_cast<int>(kBanks);
   options.embeddings = self->embeddings;
   options.threads = static_cast<int>(self->threads);
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
@@ -518,6 +581,9 @@ static void gst_cxr_infer_stop(GstCxrInfer* self) {
     st->cond.notify_all();
   }
   if (st->timer.joinable()) st->timer.join();
+  // The pads are inactive: batches still queued drop their frames; their events go nowhere.
+  st->flow.store(GST_FLOW_FLUSHING);
+  st->compute.reset();  // runs what is queued, then joins
   drop_queue(st);
   self->state = nullptr;
   delete st;

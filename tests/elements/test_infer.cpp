@@ -6,9 +6,11 @@
 #include <gst/video/video.h>
 
 #include <ATen/Parallel.h>
+#include <pthread.h>
 
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -124,11 +126,10 @@ TEST_CASE("cxrinfer: frames wait for a full batch and pass unchanged with result
   CHECK(gst_harness_buffers_received(h) == 0);
   GstBuffer* third = frame(200, 2 * GST_SECOND);
   GstBuffer* copy = gst_buffer_copy_deep(third);
-  REQUIRE(gst_harness_push(h, third) == GST_FLOW_OK);
-  REQUIRE(gst_harness_buffers_received(h) == 3);
+  REQUIRE(gst_harness_push(h, third) == GST_FLOW_OK);  // a full batch: handed to the compute thread
 
   for (int i = 0; i < 3; ++i) {
-    GstBuffer* out = gst_harness_pull(h);
+    GstBuffer* out = gst_harness_pull(h);  // waits for the batch to run
     CHECK(GST_BUFFER_PTS(out) == static_cast<GstClockTime>(i) * GST_SECOND);
     check_result(out, 3, false);
     if (i == 2) {
@@ -231,6 +232,103 @@ TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads
     CHECK(cxrtest::threads_named(compute) == 0);
   }
   at::set_num_threads(before);
+}
+
+namespace {
+
+/// What left an element's src pad, in order: "b<seconds of PTS>" for a buffer, "e<name>" for a
+/// custom event, and the name of the thread that pushed each buffer.
+struct Trace {
+  std::mutex mutex;
+  std::vector<std::string> order;
+  std::vector<std::string> buffer_threads;
+};
+
+GstPadProbeReturn trace_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto* t = static_cast<Trace*>(data);
+  std::lock_guard<std::mutex> lock(t->mutex);
+  if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) {
+    t->order.push_back("b" + std::to_string(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)) / GST_SECOND));
+    char name[32] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    t->buffer_threads.push_back(name);
+  } else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_CUSTOM_DOWNSTREAM) {
+    t->order.push_back(std::string("e") + gst_structure_get_name(gst_event_get_structure(GST_PAD_PROBE_INFO_EVENT(info))));
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+GstEvent* marker(const std::string& name) {
+  return gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM, gst_structure_new_empty(name.c_str()));
+}
+
+}  // namespace
+
+TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the next one fills", "[infer]") {
+  // Frames leave from "<name>:torch"; serialized events keep their place between frames,
+  // whether they arrive inside a batch being filled or between batches still running.
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 2);
+  const std::string compute = cxrtest::compute_thread_of(h->element);
+  Trace trace;
+  GstPad* src = gst_element_get_static_pad(h->element, "src");
+  gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                    trace_probe, &trace, nullptr);
+  gst_object_unref(src);
+
+  std::vector<std::string> expected;
+  for (int i = 0; i < 11; ++i) {
+    REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(9 * i), static_cast<GstClockTime>(i) * GST_SECOND)) ==
+            GST_FLOW_OK);
+    expected.push_back("b" + std::to_string(i));
+    if (i % 3 == 1) {  // after a full batch (i = 1, 7) or inside one (i = 4, 10)
+      const std::string name = "cxr-marker-" + std::to_string(i);
+      REQUIRE(gst_harness_push_event(h, marker(name)));
+      expected.push_back("e" + name);
+    }
+  }
+  REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));  // runs the last, partial batch
+  CHECK(gst_harness_buffers_received(h) == 11);
+  {
+    std::lock_guard<std::mutex> lock(trace.mutex);
+    CHECK(trace.order == expected);
+    REQUIRE(trace.buffer_threads.size() == 11);
+    for (const auto& name : trace.buffer_threads) CHECK(name == compute.substr(0, 15));
+  }
+  for (int i = 0; i < 11; ++i) {
+    GstBuffer* out = gst_harness_pull(h);
+    check_result(out, 2, false);
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+
+TEST_CASE("cxrinfer: a flush drops the batch being filled; the stream goes on after it", "[infer]") {
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 2);
+  REQUIRE(gst_harness_push(h, frame(1, 0)) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push(h, frame(2, GST_SECOND)) == GST_FLOW_OK);  // runs
+  REQUIRE(gst_harness_push(h, frame(3, 2 * GST_SECOND)) == GST_FLOW_OK);  // waits for a second frame
+  REQUIRE(gst_harness_push_event(h, gst_event_new_flush_start()));
+  CHECK(gst_harness_push(h, frame(4, 3 * GST_SECOND)) == GST_FLOW_FLUSHING);
+  REQUIRE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  REQUIRE(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+  // The harness's own sink pad was flushed too: what it had received is gone with the flush.
+  while (GstBuffer* b = gst_harness_try_pull(h)) gst_buffer_unref(b);
+  REQUIRE(gst_harness_push(h, frame(5, 10 * GST_SECOND)) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push(h, frame(6, 11 * GST_SECOND)) == GST_FLOW_OK);
+  for (GstClockTime pts : {10 * GST_SECOND, 11 * GST_SECOND}) {
+    GstBuffer* out = gst_harness_pull(h);
+    REQUIRE(out);
+    CHECK(GST_BUFFER_PTS(out) == pts);  // not the flushed frame 3
+    check_result(out, 2, false);
+    gst_buffer_unref(out);
+  }
+  REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));
+  CHECK(gst_harness_try_pull(h) == nullptr);
+  gst_harness_teardown(h);
 }
 
 TEST_CASE("cxrinfer: batch-timeout runs a partial batch", "[infer]") {
