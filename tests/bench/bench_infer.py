@@ -99,6 +99,8 @@ def main():
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {all_threads} CPU threads")
     print(f"libblas.so.3 alternative: {' / '.join(l.strip() for l in alt[:3])}")
     print(f"BLAS mapped in Python: {blas_in_python()}")
+    omp = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_"))}
+    print(f"OpenMP environment: {omp or 'none (libgomp defaults: spin, then sleep)'}")
     failures = []
     rows = []
     blas_threads = {}
