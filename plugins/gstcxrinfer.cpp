@@ -15,10 +15,11 @@
  * missing or inconsistent model is an element error then.
  *
  * The network runs on the element's own thread, which then pushes the batch's frames
- * downstream; meanwhile the streaming thread prepares the next batch (scaling and normalising
- * each scan into a second input buffer) and queues it, so that the network runs back to back
- * and a downstream element runs on that thread (put a `queue` after cxrinfer to give it its
- * own). At most two batches are in flight: the streaming thread waits before a third.
+ * downstream (a downstream element runs on that thread: put a `queue` after cxrinfer to give
+ * it its own). With `overlap` (the default), the streaming thread meanwhile prepares the next
+ * batch (upstream work, then scaling and normalising each scan into a second input buffer) and
+ * queues it, so that the network runs back to back; at most two batches are in flight. Without
+ * it, the streaming thread waits for each batch.
  *
  * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
  * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
@@ -105,7 +106,7 @@ static GType gst_cxr_precision_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP };
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_BATCH_SIZE 1
 #define DEFAULT_BATCH_TIMEOUT 0
@@ -113,6 +114,7 @@ enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PRO
 #define DEFAULT_EMBEDDINGS FALSE
 #define DEFAULT_THREADS 0
 #define DEFAULT_MEMORY_FORMAT GST_CXR_MEMORY_FORMAT_AUTO
+#define DEFAULT_OVERLAP TRUE
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 
@@ -147,6 +149,7 @@ struct InferState {
   bool multilabel = false;
   guint batch_size = 1;
   GstClockTime timeout = 0;
+  bool overlap = true;  // the streaming thread goes on while a batch runs
 
   // Stream state; guarded by the sink pad's stream lock.
   GstVideoInfo info;
@@ -186,6 +189,7 @@ struct _GstCxrInfer {
   gboolean embeddings;
   guint threads;
   GstCxrMemoryFormat memory_format;
+  gboolean overlap;
 
   InferState* state;
 };
@@ -216,6 +220,7 @@ static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GVa
     case PROP_EMBEDDINGS: self->embeddings = g_value_get_boolean(value); break;
     case PROP_THREADS: self->threads = g_value_get_uint(value); break;
     case PROP_MEMORY_FORMAT: self->memory_format = static_cast<GstCxrMemoryFormat>(g_value_get_enum(value)); break;
+    case PROP_OVERLAP: self->overlap = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -233,6 +238,7 @@ static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_EMBEDDINGS: g_value_set_boolean(value, self->embeddings); break;
     case PROP_THREADS: g_value_set_uint(value, self->threads); break;
     case PROP_MEMORY_FORMAT: g_value_set_enum(value, self->memory_format); break;
+    case PROP_OVERLAP: g_value_set_boolean(value, self->overlap); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -464,7 +470,14 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
   }
   st->queue.push_back(Item{buf, nullptr, arrival_fields(st, buf)});
   ++st->pending;
-  if (st->pending >= st->batch_size) return submit_batch(self, st);
+  if (st->pending >= st->batch_size) {
+    GstFlowReturn ret = submit_batch(self, st);
+    if (!st->overlap) {
+      st->last.wait();
+      ret = st->flow.load();
+    }
+    return ret;
+  }
   if (st->pending == 1 && st->timeout > 0) {
     std::lock_guard<std::mutex> lock(st->mutex);
     st->armed = true;
@@ -533,6 +546,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   cxr::models::PredictorOptions options;
   std::string model;
   GstClockTime timeout;
+  bool overlap;
   GST_OBJECT_LOCK(self);
   model = self->model ? self->model : "";
   options.device = self->device ? self->device : DEFAULT_DEVICE;
@@ -548,6 +562,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
                       : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16
                                                                   : cxr::models::Precision::FP32;
   timeout = self->batch_timeout;
+  overlap = self->overlap != FALSE;
   GST_OBJECT_UNLOCK(self);
 
   return gst_cxr_guard_bool(GST_ELEMENT(self), [&]() -> gboolean {
@@ -555,16 +570,21 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     auto st = std::make_unique<InferState>();
     auto card = cxr::models::load_card(model);
     st->compute = std::make_unique<cxr::models::ComputeThread>(std::string(GST_OBJECT_NAME(self)) + ":torch");
-    st->compute->call([&] { st->predictor = std::make_unique<cxr::models::Predictor>(card, options); });
+    const int threads = st->compute->call([&] {
+      st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
+      return cxr::models::compute_threads();
+    });
+    st->overlap = overlap;
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
     st->model_id = card.name;
     st->multilabel = card.task == cxr::models::Task::Multilabel;
     st->batch_size = static_cast<guint>(options.max_batch);
     st->timeout = timeout;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
-    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s", card.name.c_str(),
-                    card.architecture.c_str(), card.classes.size(), st->predictor->device().c_str(), st->batch_size,
-                    cxr::models::to_string(st->predictor->layout()));
+    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s, %d thread(s), overlap %s",
+                    card.name.c_str(), card.architecture.c_str(), card.classes.size(),
+                    st->predictor->device().c_str(), st->batch_size, cxr::models::to_string(st->predictor->layout()),
+                    threads, st->overlap ? "on" : "off");
     InferState* raw = st.release();
     raw->timer = std::thread(timer_loop, self, raw);
     self->state = raw;
@@ -649,6 +669,11 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
                         "1 is often fastest at batch-size=1 on small machines)",
                         0, 1024, DEFAULT_THREADS, ready_only));
   g_object_class_install_property(
+      gobject_class, PROP_OVERLAP,
+      g_param_spec_boolean("overlap", "Overlap",
+                           "Prepare the next batch on the streaming thread while one runs (else wait for each batch)",
+                           DEFAULT_OVERLAP, ready_only));
+  g_object_class_install_property(
       gobject_class, PROP_MEMORY_FORMAT,
       g_param_spec_enum("memory-format", "Memory format",
                         "Layout of activations and weights (built-in architectures); which is faster depends on the "
@@ -686,5 +711,6 @@ static void gst_cxr_infer_init(GstCxrInfer* self) {
   self->embeddings = DEFAULT_EMBEDDINGS;
   self->threads = DEFAULT_THREADS;
   self->memory_format = DEFAULT_MEMORY_FORMAT;
+  self->overlap = DEFAULT_OVERLAP;
   self->state = nullptr;
 }

@@ -3,7 +3,9 @@
 //
 //   bench-infer raw ARCH SIZE BATCH THREADS SECONDS LAYOUT  module forward (folded, InferenceMode;
 //                                                          LAYOUT channels-last, contiguous or onednn)
-//   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES    cxrinfer between videotestsrc and fakesink
+//   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between videotestsrc and
+//                                                          fakesink; PROPS: more cxrinfer properties
+//                                                          ("overlap=off")
 //   bench-infer rss CARD SIZE BATCH FRAMES                 VmRSS while streaming FRAMES scans
 //
 // Each prints one line "key value ..." for the driver to parse.
@@ -91,13 +93,14 @@ GstPadProbeReturn on_buffer(GstPad*, GstPadProbeInfo*, gpointer data) {
   return GST_PAD_PROBE_OK;
 }
 
-int pipeline(const std::string& card, int size, int batch, int threads, int frames, bool rss) {
+int pipeline(const std::string& card, int size, int batch, int threads, int frames, bool rss,
+             const std::string& props = "") {
   if (threads > 0) at::set_num_threads(threads);
   const std::string desc = "videotestsrc num-buffers=" + std::to_string(frames) +
                            " pattern=snow ! video/x-raw,format=GRAY8,width=" + std::to_string(size) +
                            ",height=" + std::to_string(size) + ",framerate=30/1 ! cxrinfer name=infer model=" + card +
                            " batch-size=" + std::to_string(batch) +
-                           (threads > 0 ? " threads=" + std::to_string(threads) : std::string()) +
+                           (threads > 0 ? " threads=" + std::to_string(threads) : std::string()) + " " + props +
                            " ! fakesink name=sink sync=false";
   GError* err = nullptr;
   GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
@@ -151,8 +154,9 @@ int main(int argc, char** argv) {
     if (a.size() == 7 && a[0] == "raw") {
       return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6]);
     }
-    if (a.size() == 6 && a[0] == "pipeline") {
-      return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false);
+    if ((a.size() == 6 || a.size() == 7) && a[0] == "pipeline") {
+      return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false,
+                      a.size() == 7 ? a[6] : std::string());
     }
     if (a.size() == 5 && a[0] == "rss") return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), 0, std::stoi(a[4]), true);
   } catch (const std::exception& e) {

@@ -67,11 +67,12 @@ GstStaticPadTemplate hsrc = GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_
 GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
 GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE,
-                    guint threads = 0, const char* memory_format = "auto") {
+                    guint threads = 0, const char* memory_format = "auto", const char* overlap = "true") {
   GstHarness* h = gst_harness_new_empty();
   GstElement* e = gst_element_factory_make("cxrinfer", nullptr);
   REQUIRE(e);
   gst_util_set_object_arg(G_OBJECT(e), "memory-format", memory_format);
+  gst_util_set_object_arg(G_OBJECT(e), "overlap", overlap);
   g_object_set(e, "model", card.c_str(), "batch-size", batch, "batch-timeout", timeout, "embeddings", embeddings,
                "threads", threads, NULL);
   gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
@@ -268,7 +269,7 @@ TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the 
   // Frames leave from "<name>:torch"; serialized events keep their place between frames,
   // whether they arrive inside a batch being filled or between batches still running.
   cxrtest::TempDir t;
-  GstHarness* h = harness(make_card(t, "m", 2, 2), 2);
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 2, 0, FALSE, 1);
   const std::string compute = cxrtest::compute_thread_of(h->element);
   Trace trace;
   GstPad* src = gst_element_get_static_pad(h->element, "src");
@@ -303,9 +304,29 @@ TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the 
   gst_harness_teardown(h);
 }
 
+TEST_CASE("cxrinfer: overlap=false waits for each batch", "[infer]") {
+  // Then a full batch has left the element when the push that filled it returns. (With
+  // overlap, the push returns at once: when the frames leave is then up to the scheduler, so
+  // only their order and thread are checked above.)
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 2, 0, FALSE, 1, "auto", "false");
+  for (int batch = 0; batch < 3; ++batch) {
+    REQUIRE(gst_harness_push(h, frame(20, 2 * batch * GST_SECOND)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(h, frame(21, (2 * batch + 1) * GST_SECOND)) == GST_FLOW_OK);
+    CHECK(gst_harness_buffers_received(h) == static_cast<guint>(2 * batch + 2));
+  }
+  for (int i = 0; i < 6; ++i) {
+    GstBuffer* out = gst_harness_pull(h);
+    CHECK(GST_BUFFER_PTS(out) == static_cast<GstClockTime>(i) * GST_SECOND);
+    check_result(out, 2, false);
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+
 TEST_CASE("cxrinfer: a flush drops the batch being filled; the stream goes on after it", "[infer]") {
   cxrtest::TempDir t;
-  GstHarness* h = harness(make_card(t, "m", 2, 2), 2);
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 2, 0, FALSE, 1);
   REQUIRE(gst_harness_push(h, frame(1, 0)) == GST_FLOW_OK);
   REQUIRE(gst_harness_push(h, frame(2, GST_SECOND)) == GST_FLOW_OK);  // runs
   REQUIRE(gst_harness_push(h, frame(3, 2 * GST_SECOND)) == GST_FLOW_OK);  // waits for a second frame

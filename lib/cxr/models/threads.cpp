@@ -38,6 +38,8 @@ void set_compute_threads(int n) {
 
 int blas_threads() { return openblas().get ? openblas().get() : -1; }
 
+int compute_threads() { return at::get_num_threads(); }
+
 ComputeThread::ComputeThread(std::string name) : thread_([this, name] { loop(name); }) {}
 
 ComputeThread::~ComputeThread() {

@@ -28,6 +28,10 @@ void set_compute_threads(int n);
 /// OpenBLAS's thread count, or -1 when the process does not run OpenBLAS.
 int blas_threads();
 
+/// LibTorch's intra-op threads on this thread (what set_compute_threads() set, or LibTorch's
+/// default).
+int compute_threads();
+
 /// One thread that runs all the LibTorch work of its owner (load, layout timing, every batch),
 /// one call after the other.
 ///
