@@ -105,6 +105,17 @@ void check_result(GstBuffer* out, guint n_classes, bool multilabel) {
   }
 }
 
+/// Pulls n frames and checks each one's result; with `pts_step`, also that frame i has PTS
+/// i * pts_step.
+void pull_results(GstHarness* h, int n, guint n_classes, GstClockTime pts_step = GST_CLOCK_TIME_NONE) {
+  for (int i = 0; i < n; ++i) {
+    GstBuffer* out = gst_harness_pull(h);
+    if (GST_CLOCK_TIME_IS_VALID(pts_step)) CHECK(GST_BUFFER_PTS(out) == static_cast<GstClockTime>(i) * pts_step);
+    check_result(out, n_classes, false);
+    gst_buffer_unref(out);
+  }
+}
+
 /// cxrinfer with `card` (none when empty) and `memory_format`, started between fakesrc and
 /// fakesink: the text of the error it must fail with.
 std::string start_error(const std::string& card, const char* memory_format = "auto") {
@@ -210,11 +221,7 @@ TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads
     REQUIRE(gst_harness_push(h, frame(40, 0)) == GST_FLOW_OK);
     REQUIRE(gst_harness_push(h, frame(41, GST_SECOND)) == GST_FLOW_OK);  // a full batch: this thread
     REQUIRE(gst_harness_push(h, frame(42, 2 * GST_SECOND)) == GST_FLOW_OK);  // alone: the timer's
-    for (int i = 0; i < 3; ++i) {
-      GstBuffer* out = gst_harness_pull(h);
-      check_result(out, 2, false);
-      gst_buffer_unref(out);
-    }
+    pull_results(h, 3, 2);
     if (threads == 1) {
       CHECK(cxrtest::threads_named(compute) == 1);
     } else {
@@ -296,11 +303,7 @@ TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the 
     REQUIRE(trace.buffer_threads.size() == 11);
     for (const auto& name : trace.buffer_threads) CHECK(name == compute.substr(0, 15));
   }
-  for (int i = 0; i < 11; ++i) {
-    GstBuffer* out = gst_harness_pull(h);
-    check_result(out, 2, false);
-    gst_buffer_unref(out);
-  }
+  pull_results(h, 11, 2);
   gst_harness_teardown(h);
 }
 
@@ -315,12 +318,7 @@ TEST_CASE("cxrinfer: overlap=false waits for each batch", "[infer]") {
     REQUIRE(gst_harness_push(h, frame(21, (2 * batch + 1) * GST_SECOND)) == GST_FLOW_OK);
     CHECK(gst_harness_buffers_received(h) == static_cast<guint>(2 * batch + 2));
   }
-  for (int i = 0; i < 6; ++i) {
-    GstBuffer* out = gst_harness_pull(h);
-    CHECK(GST_BUFFER_PTS(out) == static_cast<GstClockTime>(i) * GST_SECOND);
-    check_result(out, 2, false);
-    gst_buffer_unref(out);
-  }
+  pull_results(h, 6, 2, GST_SECOND);
   gst_harness_teardown(h);
 }
 
@@ -423,11 +421,7 @@ TEST_CASE("cxrinfer: caps may change inside a batch (scans of many sizes)", "[in
   REQUIRE(gst_harness_push(h, sixteen) == GST_FLOW_OK);
   REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));
   REQUIRE(gst_harness_buffers_received(h) == 2);
-  for (int i = 0; i < 2; ++i) {
-    GstBuffer* out = gst_harness_pull(h);
-    check_result(out, 2, false);
-    gst_buffer_unref(out);
-  }
+  pull_results(h, 2, 2);
   gst_harness_teardown(h);
 }
 

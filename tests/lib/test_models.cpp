@@ -229,25 +229,43 @@ TEST_CASE("models: unknown architecture and class count are refused", "[models]"
   CHECK_THROWS_AS(make_classifier("resnet34", 0), cxr::InvalidArgument);
 }
 
-TEST_CASE("models: Predictor gives the same results in every memory format; auto picks one", "[models]") {
-  cxrtest::TempDir t;
+namespace {
+
+/// A 3-class card of `architecture` for height x width inputs, with fresh weights (seeded) in t.
+ModelCard small_card(const cxrtest::TempDir& t, const std::string& architecture, int height, int width,
+                     uint64_t seed) {
   ModelCard card;
-  card.name = "layout";
-  card.architecture = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
-  CAPTURE(card.architecture);
+  card.name = architecture;
+  card.architecture = architecture;
   card.classes = {"a", "b", "c"};
   card.weights = t / "w.pth";
-  card.input.height = 64;
-  card.input.width = 80;
+  card.input.height = height;
+  card.input.width = width;
   card.input.mean = {0.5f};
   card.input.std = {0.25f};
-  write_initial_weights(card, 3);
+  write_initial_weights(card, seed);
+  return card;
+}
+
+/// n grey scans of uniform noise, seeded seed, seed + 1, ...
+std::vector<cv::Mat> noise_scans(int n, int rows, int cols, int seed) {
   std::vector<cv::Mat> scans;
-  for (int i = 0; i < 3; ++i) {
-    cv::Mat m(97, 131, CV_8U);
-    cv::RNG(40 + i).fill(m, cv::RNG::UNIFORM, 0, 256);
+  for (int i = 0; i < n; ++i) {
+    cv::Mat m(rows, cols, CV_8U);
+    cv::RNG(static_cast<uint64_t>(seed + i)).fill(m, cv::RNG::UNIFORM, 0, 256);
     scans.push_back(m);
   }
+  return scans;
+}
+
+}  // namespace
+
+TEST_CASE("models: Predictor gives the same results in every memory format; auto picks one", "[models]") {
+  cxrtest::TempDir t;
+  const std::string architecture = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
+  CAPTURE(architecture);
+  const ModelCard card = small_card(t, architecture, 64, 80, 3);
+  const std::vector<cv::Mat> scans = noise_scans(3, 97, 131, 40);
   auto run = [&](Layout layout, Layout* used) {
     PredictorOptions o;
     o.device = "cpu";
@@ -285,22 +303,8 @@ TEST_CASE("models: Predictor gives the same results in every memory format; auto
 
 TEST_CASE("models: Predictor input banks: one filled while another runs, same results", "[models]") {
   cxrtest::TempDir t;
-  ModelCard card;
-  card.name = "banks";
-  card.architecture = "mobilenet_v3_large";
-  card.classes = {"a", "b", "c"};
-  card.weights = t / "w.pth";
-  card.input.height = 64;
-  card.input.width = 64;
-  card.input.mean = {0.5f};
-  card.input.std = {0.25f};
-  write_initial_weights(card, 5);
-  std::vector<cv::Mat> scans;
-  for (int i = 0; i < 4; ++i) {
-    cv::Mat m(70, 90, CV_8U);
-    cv::RNG(60 + i).fill(m, cv::RNG::UNIFORM, 0, 256);
-    scans.push_back(m);
-  }
+  const ModelCard card = small_card(t, "mobilenet_v3_large", 64, 64, 5);
+  const std::vector<cv::Mat> scans = noise_scans(4, 70, 90, 60);
   PredictorOptions o;
   o.device = "cpu";
   o.max_batch = 2;
