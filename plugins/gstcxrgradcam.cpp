@@ -338,7 +338,7 @@ static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
     auto st = std::make_unique<CamState>();
     auto card = cxr::models::load_card(model);
     resolve_target(target, card, params);
-    st->compute = std::make_unique<cxr::models::ComputeThread>(std::string(GST_OBJECT_NAME(self)) + ":torch");
+    st->compute = std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self)));
     st->compute->call([&] { st->cam = std::make_unique<cxr::explain::GradCam>(card, options); });
     st->params = params;
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));

@@ -569,7 +569,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     if (model.empty()) throw cxr::ConfigError("no model card: set the 'model' property");
     auto st = std::make_unique<InferState>();
     auto card = cxr::models::load_card(model);
-    st->compute = std::make_unique<cxr::models::ComputeThread>(std::string(GST_OBJECT_NAME(self)) + ":torch");
+    st->compute = std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self)));
     const int threads = st->compute->call([&] {
       st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
       return cxr::models::compute_threads();

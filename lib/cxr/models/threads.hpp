@@ -32,6 +32,9 @@ int blas_threads();
 /// default).
 int compute_threads();
 
+/// The compute thread's name for an owner (an element): "<owner>:torch".
+inline std::string compute_thread_name(const std::string& owner) { return owner + ":torch"; }
+
 /// One thread that runs all the LibTorch work of its owner (load, layout timing, every batch),
 /// one call after the other.
 ///
@@ -56,12 +59,7 @@ class ComputeThread {
   /// from the compute thread itself runs f() in place.
   template <class F>
   auto call(F&& f) -> std::invoke_result_t<F&> {
-    using R = std::invoke_result_t<F&>;
-    if (std::this_thread::get_id() == thread_.get_id()) return f();
-    std::packaged_task<R()> task(std::ref(f));
-    auto result = task.get_future();
-    post([&task] { task(); });
-    return result.get();
+    return submit(std::ref(f)).get();
   }
 
   /// Queues f() to run on the compute thread after the calls before it and returns at once;
