@@ -29,6 +29,14 @@
  * LibTorch keeps one OpenMP pool; `threads` sets its intra-op threads (1 is often fastest at
  * batch-size=1 on small machines).
  *
+ * `streams` runs that many batches side by side, each on its own compute thread ("<name>:torch",
+ * "<name>:torch1", ...) with `threads` intra-op threads (0: the cores shared out), one network
+ * in memory for all; frames still leave in arrival order. On the CPU this is the throughput
+ * setting: small networks (MobileNetV3, EfficientNet) keep one core busier on a batch of their
+ * own than two cores on a shared one, where every layer ends in a wait for the slower thread.
+ * Each scan then takes longer from arrival to result. With `overlap=false` the batches run one
+ * at a time whatever `streams` says.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 -m multifilesrc location=scan%03d.png caps=image/png ! pngdec ! videoconvert ! video/x-raw,format=GRAY8 ! cxrinfer model=covid.toml batch-size=8 batch-timeout=100000000 ! fakesink
@@ -106,7 +114,7 @@ static GType gst_cxr_precision_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP, PROP_STREAMS };
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_BATCH_SIZE 1
 #define DEFAULT_BATCH_TIMEOUT 0
@@ -115,6 +123,7 @@ enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PRO
 #define DEFAULT_THREADS 0
 #define DEFAULT_MEMORY_FORMAT GST_CXR_MEMORY_FORMAT_AUTO
 #define DEFAULT_OVERLAP TRUE
+#define DEFAULT_STREAMS 1
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 
@@ -127,22 +136,22 @@ struct Item {
   GstStructure* message = nullptr;  // message fields known at arrival (times, path)
 };
 
-/// Frames and serialized events of one batch, in arrival order, handed to the compute thread;
-/// `frames` of them are scans, prepared in input bank `bank`.
+/// Frames and serialized events of one batch, in arrival order, handed to a compute thread;
+/// `frames` of them are scans, prepared in input bank `bank`. It pushes them once `before` (what
+/// was handed over before it) is pushed.
 struct Batch {
   std::deque<Item> items;
   size_t frames = 0;
   size_t bank = 0;
+  std::shared_future<void> before;
 };
-
-/// Input banks: one batch runs while the streaming thread fills the next.
-constexpr size_t kBanks = 2;
 
 /// Everything C++ of one running element; created in start, deleted in stop.
 struct InferState {
-  // Every LibTorch call (load, layout timing, every batch) runs on this one thread, which also
-  // pushes each batch's frames downstream: see cxr::models::ComputeThread for why.
-  std::unique_ptr<cxr::models::ComputeThread> compute;
+  // One compute thread per stream: every LibTorch call of a stream (for the first, also the
+  // load and the layout timing) runs on its thread, which also pushes its batches' frames
+  // downstream: see cxr::models::ComputeThread for why.
+  std::vector<std::unique_ptr<cxr::models::ComputeThread>> compute;
   std::unique_ptr<cxr::models::Predictor> predictor;
   std::vector<GQuark> quarks;
   std::string model_id;
@@ -158,8 +167,11 @@ struct InferState {
   std::deque<Item> queue;  // the batch being filled
   size_t pending = 0;      // frames in queue (= slots of bank `bank` used)
   size_t bank = 0;
-  std::shared_future<void> bank_free[kBanks];  // done when the batch reading each bank has run
-  std::shared_future<void> last;               // done when every batch handed over is pushed
+  // Input banks, one per stream and one to fill: each is done when the batch reading it is.
+  std::vector<std::shared_future<void>> bank_free;
+  size_t next_stream = 0;   // where the next batch runs (in turn)
+  size_t last_stream = 0;   // where the last batch or events went
+  std::shared_future<void> last;  // done when every batch handed over is pushed
 
   // OK, or why pushing stopped (flushing, EOS or an error downstream, a failed batch): set by
   // the compute thread and by flushes, returned by chain().
@@ -190,6 +202,7 @@ struct _GstCxrInfer {
   guint threads;
   GstCxrMemoryFormat memory_format;
   gboolean overlap;
+  guint streams;
 
   InferState* state;
 };
@@ -221,6 +234,7 @@ static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GVa
     case PROP_THREADS: self->threads = g_value_get_uint(value); break;
     case PROP_MEMORY_FORMAT: self->memory_format = static_cast<GstCxrMemoryFormat>(g_value_get_enum(value)); break;
     case PROP_OVERLAP: self->overlap = g_value_get_boolean(value); break;
+    case PROP_STREAMS: self->streams = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -239,6 +253,7 @@ static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_THREADS: g_value_set_uint(value, self->threads); break;
     case PROP_MEMORY_FORMAT: g_value_set_enum(value, self->memory_format); break;
     case PROP_OVERLAP: g_value_set_boolean(value, self->overlap); break;
+    case PROP_STREAMS: g_value_set_uint(value, self->streams); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -317,17 +332,25 @@ static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Item& item,
   return gst_pad_push(self->srcpad, buf);
 }
 
-/// On the compute thread: runs a batch and pushes its frames (with their results) and events,
-/// in order. After a failure or a refused push, frames are dropped and events still go.
+/// On a compute thread: runs a batch, waits until what came before it is pushed, then pushes its
+/// frames (with their results) and events, in order. After a failure or a refused push, frames
+/// are dropped and events still go.
 static void run_batch(GstCxrInfer* self, InferState* st, Batch& batch) {
-  GstFlowReturn ret = st->flow.load();
+  const GstFlowReturn at_start = st->flow.load();
   std::vector<cxr::models::Prediction> preds;
-  if (batch.frames > 0 && ret == GST_FLOW_OK) {
+  std::string failure;
+  if (batch.frames > 0 && at_start == GST_FLOW_OK) {
     try {
       preds = st->predictor->run(batch.frames, batch.bank);
     } catch (const std::exception& e) {
-      ret = gst_cxr_post_error(GST_ELEMENT(self), std::string("inference failed: ") + e.what());
+      failure = e.what();
     }
+  }
+  if (batch.before.valid()) batch.before.wait();
+  GstFlowReturn ret = st->flow.load();
+  if (ret == GST_FLOW_OK) ret = at_start;  // not run: dropped
+  if (ret == GST_FLOW_OK && !failure.empty()) {
+    ret = gst_cxr_post_error(GST_ELEMENT(self), "inference failed: " + failure);
   }
   size_t k = 0;
   for (Item& item : batch.items) {
@@ -351,8 +374,9 @@ static bool running(const std::shared_future<void>& f) {
   return f.valid() && f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
 }
 
-/// Hands what is queued (the batch being filled, or events only) to the compute thread and
-/// returns at once; the next batch fills the other bank. Caller holds the sink pad's stream lock.
+/// Hands what is queued (the batch being filled, or events only) to a compute thread and
+/// returns at once; the next batch fills the next bank. A batch goes to the streams in turn;
+/// events only, to the stream of the batch before them. Caller holds the sink pad's stream lock.
 static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
   {
     std::lock_guard<std::mutex> lock(st->mutex);
@@ -363,12 +387,17 @@ static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
   batch->items.swap(st->queue);
   batch->frames = st->pending;
   batch->bank = st->bank;
+  batch->before = st->last;
   st->pending = 0;
-  std::shared_future<void> done = st->compute->submit([self, st, batch] { run_batch(self, st, *batch); }).share();
+  const size_t stream = batch->frames > 0 ? st->next_stream : st->last_stream;
+  std::shared_future<void> done =
+      st->compute[stream]->submit([self, st, batch] { run_batch(self, st, *batch); }).share();
   if (batch->frames > 0) {
     st->bank_free[st->bank] = done;
-    st->bank = (st->bank + 1) % kBanks;
+    st->bank = (st->bank + 1) % st->bank_free.size();
+    st->next_stream = (stream + 1) % st->compute.size();
   }
+  st->last_stream = stream;
   st->last = done;
   return st->flow.load();
 }
@@ -547,13 +576,15 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   std::string model;
   GstClockTime timeout;
   bool overlap;
+  size_t streams;
   GST_OBJECT_LOCK(self);
   model = self->model ? self->model : "";
   options.device = self->device ? self->device : DEFAULT_DEVICE;
   options.max_batch = static_cast<int>(self->batch_size);
-  options.input_banks = static_cast<int>(kBanks);
+  streams = self->streams;
+  options.input_banks = static_cast<int>(streams) + 1;  // one more to fill while each stream runs one
   options.embeddings = self->embeddings;
-  options.threads = static_cast<int>(self->threads);
+  options.threads = cxr::models::threads_per_stream(static_cast<int>(self->threads), static_cast<int>(streams));
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_ONEDNN      ? cxr::models::Layout::OneDnn
@@ -569,11 +600,15 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     if (model.empty()) throw cxr::ConfigError("no model card: set the 'model' property");
     auto st = std::make_unique<InferState>();
     auto card = cxr::models::load_card(model);
-    st->compute = std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self)));
-    const int threads = st->compute->call([&] {
+    for (size_t i = 0; i < streams; ++i) {
+      st->compute.push_back(
+          std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self), i)));
+    }
+    const int threads = st->compute[0]->call([&] {
       st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
       return cxr::models::compute_threads();
     });
+    st->bank_free.resize(streams + 1);
     st->overlap = overlap;
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
     st->model_id = card.name;
@@ -581,10 +616,10 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     st->batch_size = static_cast<guint>(options.max_batch);
     st->timeout = timeout;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
-    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s, %d thread(s), overlap %s",
+    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s, %zu stream(s) of %d thread(s), overlap %s",
                     card.name.c_str(), card.architecture.c_str(), card.classes.size(),
                     st->predictor->device().c_str(), st->batch_size, cxr::models::to_string(st->predictor->layout()),
-                    threads, st->overlap ? "on" : "off");
+                    streams, threads, st->overlap ? "on" : "off");
     InferState* raw = st.release();
     raw->timer = std::thread(timer_loop, self, raw);
     self->state = raw;
@@ -603,7 +638,9 @@ static void gst_cxr_infer_stop(GstCxrInfer* self) {
   if (st->timer.joinable()) st->timer.join();
   // The pads are inactive: batches still queued drop their frames; their events go nowhere.
   st->flow.store(GST_FLOW_FLUSHING);
-  st->compute.reset();  // runs what is queued, then joins
+  // Each runs what is queued, then joins; a batch waits only for those handed over before it,
+  // on threads not yet joined or already done.
+  st->compute.clear();
   drop_queue(st);
   self->state = nullptr;
   delete st;
@@ -665,9 +702,16 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_THREADS,
       g_param_spec_uint("threads", "Threads",
-                        "LibTorch intra-op threads for inference (and OpenBLAS's, process-wide), set on the element's compute thread (0: leave both; "
-                        "1 is often fastest at batch-size=1 on small machines)",
+                        "LibTorch intra-op threads of each stream (and OpenBLAS's, process-wide), set on the element's "
+                        "compute threads (0: leave both with one stream, the cores shared out with more; 1 is often "
+                        "fastest at batch-size=1 on small machines)",
                         0, 1024, DEFAULT_THREADS, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_STREAMS,
+      g_param_spec_uint("streams", "Streams",
+                        "Batches run side by side, each on its own compute thread with `threads` threads (CPU "
+                        "throughput: more scans per second, each one later); frames leave in order",
+                        1, 64, DEFAULT_STREAMS, ready_only));
   g_object_class_install_property(
       gobject_class, PROP_OVERLAP,
       g_param_spec_boolean("overlap", "Overlap",
@@ -712,5 +756,6 @@ static void gst_cxr_infer_init(GstCxrInfer* self) {
   self->threads = DEFAULT_THREADS;
   self->memory_format = DEFAULT_MEMORY_FORMAT;
   self->overlap = DEFAULT_OVERLAP;
+  self->streams = DEFAULT_STREAMS;
   self->state = nullptr;
 }

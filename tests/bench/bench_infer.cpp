@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Helper of bench_infer.py: timings that need C++.
 //
-//   bench-infer raw ARCH SIZE BATCH THREADS SECONDS LAYOUT  module forward (folded, InferenceMode;
-//                                                          LAYOUT channels-last, contiguous or onednn)
+//   bench-infer raw ARCH SIZE BATCH THREADS SECONDS LAYOUT [STREAMS]  module forward (folded,
+//                                                          InferenceMode; LAYOUT channels-last,
+//                                                          contiguous or onednn); with STREAMS, that
+//                                                          many threads run it side by side, each
+//                                                          with THREADS threads (as cxrinfer's
+//                                                          streams and threads)
 //   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between videotestsrc and
 //                                                          fakesink; PROPS: more cxrinfer properties
 //                                                          ("overlap=off")
@@ -18,6 +22,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cxr/models/allocator.hpp"
@@ -53,26 +58,38 @@ std::string blas_libraries() {
   return found.empty() ? "none" : found;
 }
 
-int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout) {
+int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout,
+        int streams = 1) {
+  cxr::models::use_caching_cpu_allocator();  // and its allocator, as the Predictor sets it
   cxr::models::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
-  cxr::models::use_caching_cpu_allocator();   // and its allocator, as the Predictor sets it
   auto net = cxr::models::make_classifier(arch, 3);
   const bool channels_last = layout == "channels-last";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
   if (layout == "onednn") net->set_onednn(true);
-  c10::InferenceMode guard;
-  auto x = torch::randn({batch, 3, size, size});
-  if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-  net->forward(x);  // warm-up
-  int iters = 0;
+  // Each stream runs whole batches on its own thread with `threads` intra-op threads.
+  std::vector<int> iters(static_cast<size_t>(streams), 0);
+  auto work = [&](int s) {
+    cxr::models::set_compute_threads(threads);
+    c10::InferenceMode guard;
+    auto x = torch::randn({batch, 3, size, size});
+    if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    net->forward(x);  // warm-up
+    const auto t0 = Clock::now();
+    do {
+      auto y = torch::softmax(net->forward(x), 1);
+      ++iters[static_cast<size_t>(s)];
+    } while (seconds_since(t0) < budget || iters[static_cast<size_t>(s)] < 3);
+  };
   const auto t0 = Clock::now();
-  do {
-    auto y = torch::softmax(net->forward(x), 1);
-    ++iters;
-  } while (seconds_since(t0) < budget || iters < 3);
+  std::vector<std::thread> others;
+  for (int s = 1; s < streams; ++s) others.emplace_back(work, s);
+  work(0);
+  for (auto& t : others) t.join();
   const double s = seconds_since(t0);
-  std::cout << "raw " << (iters * batch) / s << " threads " << at::get_num_threads() << " blas " << blas_libraries()
-            << " blas-threads " << cxr::models::blas_threads() << "\n";
+  int total = 0;
+  for (int i : iters) total += i;
+  std::cout << "raw " << (total * batch) / s << " threads " << at::get_num_threads() << " streams " << streams
+            << " blas " << blas_libraries() << " blas-threads " << cxr::models::blas_threads() << "\n";
   return 0;
 }
 
@@ -151,8 +168,9 @@ int main(int argc, char** argv) {
   gst_init(&argc, &argv);
   const std::vector<std::string> a(argv + 1, argv + argc);
   try {
-    if (a.size() == 7 && a[0] == "raw") {
-      return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6]);
+    if ((a.size() == 7 || a.size() == 8) && a[0] == "raw") {
+      return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6],
+                 a.size() == 8 ? std::stoi(a[7]) : 1);
     }
     if ((a.size() == 6 || a.size() == 7) && a[0] == "pipeline") {
       return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false,

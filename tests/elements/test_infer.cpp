@@ -307,6 +307,81 @@ TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the 
   gst_harness_teardown(h);
 }
 
+TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave in order", "[infer]") {
+  // Three streams of one thread: batches go to "inf:torch", "inf:torch1", "inf:torch2" in
+  // turn and each pushes its own; the order of frames and events and every result are those of
+  // one stream.
+  cxrtest::TempDir t;
+  const std::string card = make_card(t, "m", 2, 2);
+  GstHarness* one = harness(card, 2, 0, FALSE, 1);
+  GstHarness* h = gst_harness_new_empty();
+  GstElement* e = gst_element_factory_make("cxrinfer", "inf");
+  g_object_set(e, "model", card.c_str(), "batch-size", 2u, "threads", 1u, "streams", 3u, NULL);
+  gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, ("video/x-raw,format=GRAY8,width=" + std::to_string(kW) + ",height=" +
+                                   std::to_string(kH) + ",framerate=0/1")
+                                      .c_str());
+  Trace trace;
+  GstPad* src = gst_element_get_static_pad(h->element, "src");
+  gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                    trace_probe, &trace, nullptr);
+  // The first frame is held downstream a while: the later streams finish meanwhile, and must
+  // still wait for their turn.
+  gst_pad_add_probe(
+      src, GST_PAD_PROBE_TYPE_BUFFER,
+      [](GstPad*, GstPadProbeInfo* info, gpointer) {
+        if (GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)) == 0) g_usleep(300 * 1000);
+        return GST_PAD_PROBE_OK;
+      },
+      nullptr, nullptr);
+  gst_object_unref(src);
+
+  constexpr int kFrames = 13;  // six full batches and a partial one, run at EOS
+  std::vector<std::string> expected;
+  for (int i = 0; i < kFrames; ++i) {
+    const auto pts = static_cast<GstClockTime>(i) * GST_SECOND;
+    REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(19 * i), pts)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(one, frame(static_cast<guint8>(19 * i), pts)) == GST_FLOW_OK);
+    expected.push_back("b" + std::to_string(i));
+    if (i % 3 == 1) {
+      const std::string name = "cxr-marker-" + std::to_string(i);
+      REQUIRE(gst_harness_push_event(h, marker(name)));
+      expected.push_back("e" + name);
+    }
+  }
+  REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));
+  REQUIRE(gst_harness_push_event(one, gst_event_new_eos()));
+  CHECK(gst_harness_buffers_received(h) == kFrames);
+  {
+    std::lock_guard<std::mutex> lock(trace.mutex);
+    CHECK(trace.order == expected);
+    REQUIRE(trace.buffer_threads.size() == kFrames);
+    for (int i = 0; i < kFrames; ++i) {
+      const int stream = (i / 2) % 3;
+      CHECK(trace.buffer_threads[static_cast<size_t>(i)] == "inf:torch" + (stream ? std::to_string(stream) : ""));
+    }
+  }
+  for (const char* name : {"inf:torch", "inf:torch1", "inf:torch2"}) {
+    CHECK(cxrtest::threads_named(name) == 1);  // one thread each: no OpenMP workers
+  }
+  for (int i = 0; i < kFrames; ++i) {
+    GstBuffer* a = gst_harness_pull(h);
+    GstBuffer* b = gst_harness_pull(one);
+    CHECK(GST_BUFFER_PTS(a) == static_cast<GstClockTime>(i) * GST_SECOND);
+    GstCxrResultMeta* ra = gst_buffer_get_cxr_result_meta(a);
+    GstCxrResultMeta* rb = gst_buffer_get_cxr_result_meta(b);
+    REQUIRE(ra);
+    REQUIRE(rb);
+    for (guint c = 0; c < 2; ++c) CHECK(ra->logits[c] == Approx(rb->logits[c]).margin(1e-5));
+    gst_buffer_unref(a);
+    gst_buffer_unref(b);
+  }
+  gst_harness_teardown(h);
+  gst_harness_teardown(one);
+  CHECK(cxrtest::threads_named("inf:torch1") == 0);  // the streams end with the element's state
+}
+
 TEST_CASE("cxrinfer: overlap=false waits for each batch", "[infer]") {
   // Then a full batch has left the element when the push that filled it returns. (With
   // overlap, the push returns at once: when the frames leave is then up to the scheduler, so

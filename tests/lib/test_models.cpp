@@ -334,6 +334,49 @@ TEST_CASE("models: Predictor input banks: one filled while another runs, same re
   CHECK_THROWS_WITH(Predictor(card, o), Catch::Contains("banks"));
 }
 
+TEST_CASE("models: Predictor runs on several threads at once, each on its own bank", "[models]") {
+  // What cxrinfer's streams do: one network, a compute thread per stream with its own thread
+  // count, batches side by side. Each thread's results equal the serial ones, every round.
+  cxrtest::TempDir t;
+  const auto [architecture, layout] = GENERATE(std::make_pair(std::string("resnet34"), Layout::OneDnn),
+                                               std::make_pair(std::string("mobilenet_v3_large"), Layout::ChannelsLast),
+                                               std::make_pair(std::string("efficientnet_b1"), Layout::Contiguous));
+  CAPTURE(architecture);
+  const ModelCard card = small_card(t, architecture, 64, 64, 9);
+  constexpr size_t kStreams = 3;
+  const std::vector<cv::Mat> scans = noise_scans(2 * kStreams, 70, 90, 80);
+  PredictorOptions o;
+  o.device = "cpu";
+  o.max_batch = 2;
+  o.input_banks = kStreams;
+  o.threads = 1;
+  o.layout = layout;
+  o.embeddings = true;
+  Predictor p(card, o);
+  const auto expected = p.predict(scans);
+  std::vector<std::unique_ptr<ComputeThread>> streams;
+  for (size_t s = 0; s < kStreams; ++s) streams.push_back(std::make_unique<ComputeThread>("cxr-test-s" + std::to_string(s)));
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::future<std::vector<Prediction>>> runs;
+    for (size_t s = 0; s < kStreams; ++s) {
+      for (size_t i = 0; i < 2; ++i) prepare_input_into(scans[2 * s + i], card.input, p.slot(i, s));
+      runs.push_back(streams[s]->submit([&p, s] { return p.run(2, s); }));
+    }
+    for (size_t s = 0; s < kStreams; ++s) {
+      const auto got = runs[s].get();
+      REQUIRE(got.size() == 2);
+      for (size_t i = 0; i < 2; ++i) {
+        const Prediction& e = expected[2 * s + i];
+        for (size_t c = 0; c < 3; ++c) CHECK(got[i].logits[c] == Approx(e.logits[c]).margin(1e-5));
+        REQUIRE(got[i].embedding.size() == e.embedding.size());
+        for (size_t d = 0; d < e.embedding.size(); d += 97) CHECK(got[i].embedding[d] == Approx(e.embedding[d]).margin(1e-5));
+      }
+    }
+  }
+  // Each compute thread ran with the one thread it was given.
+  for (auto& s : streams) CHECK(s->call([] { return compute_threads(); }) == 1);
+}
+
 TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as the dense one", "[models]") {
   torch::manual_seed(21);
   auto net = make_classifier("resnet34", 4);

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 
 namespace cxr::models {
@@ -39,6 +40,12 @@ void set_compute_threads(int n) {
 int blas_threads() { return openblas().get ? openblas().get() : -1; }
 
 int compute_threads() { return at::get_num_threads(); }
+
+int threads_per_stream(int threads, int streams) {
+  if (threads > 0) return threads;
+  if (streams <= 1) return 0;
+  return std::max(1, at::get_num_threads() / streams);
+}
 
 ComputeThread::ComputeThread(std::string name) : thread_([this, name] { loop(name); }) {}
 

@@ -32,8 +32,16 @@ int blas_threads();
 /// default).
 int compute_threads();
 
-/// The compute thread's name for an owner (an element): "<owner>:torch".
-inline std::string compute_thread_name(const std::string& owner) { return owner + ":torch"; }
+/// The name of an owner's (an element's) compute thread: "<owner>:torch" for the first,
+/// "<owner>:torch<index>" for more.
+inline std::string compute_thread_name(const std::string& owner, size_t index = 0) {
+  return owner + ":torch" + (index > 0 ? std::to_string(index) : std::string());
+}
+
+/// Intra-op threads of each of `streams` streams (compute threads running batches side by
+/// side): `threads` when set (> 0); else, with more than one stream, this thread's LibTorch
+/// threads shared out (at least 1 each); else 0 (leave LibTorch's setting).
+int threads_per_stream(int threads, int streams);
 
 /// One thread that runs all the LibTorch work of its owner (load, layout timing, every batch),
 /// one call after the other.
