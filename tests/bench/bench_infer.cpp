@@ -10,13 +10,14 @@
 //   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between videotestsrc and
 //                                                          fakesink; PROPS: more cxrinfer properties
 //                                                          ("overlap=off")
-//   bench-infer rss CARD SIZE BATCH FRAMES                 VmRSS while streaming FRAMES scans
+//   bench-infer rss CARD SIZE BATCH FRAMES [PROPS]         VmRSS while streaming FRAMES scans
 //
 // Each prints one line "key value ..." for the driver to parse.
 #include <ATen/Parallel.h>
 #include <gst/gst.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -66,29 +67,33 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   const bool channels_last = layout == "channels-last";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
   if (layout == "onednn") net->set_onednn(true);
-  // Each stream runs whole batches on its own thread with `threads` intra-op threads.
-  std::vector<int> iters(static_cast<size_t>(streams), 0);
+  // Each stream runs whole batches on its own thread with `threads` intra-op threads; all warm
+  // up first, then time their own runs together. The rate is the sum of theirs.
+  std::vector<double> rates(static_cast<size_t>(streams), 0.0);
+  std::atomic<int> warm{0};
   auto work = [&](int s) {
     cxr::models::set_compute_threads(threads);
     c10::InferenceMode guard;
     auto x = torch::randn({batch, 3, size, size});
     if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
     net->forward(x);  // warm-up
+    ++warm;
+    while (warm.load() < streams) std::this_thread::yield();
+    int iters = 0;
     const auto t0 = Clock::now();
     do {
       auto y = torch::softmax(net->forward(x), 1);
-      ++iters[static_cast<size_t>(s)];
-    } while (seconds_since(t0) < budget || iters[static_cast<size_t>(s)] < 3);
+      ++iters;
+    } while (seconds_since(t0) < budget || iters < 3);
+    rates[static_cast<size_t>(s)] = iters * batch / seconds_since(t0);
   };
-  const auto t0 = Clock::now();
   std::vector<std::thread> others;
   for (int s = 1; s < streams; ++s) others.emplace_back(work, s);
   work(0);
   for (auto& t : others) t.join();
-  const double s = seconds_since(t0);
-  int total = 0;
-  for (int i : iters) total += i;
-  std::cout << "raw " << (total * batch) / s << " threads " << at::get_num_threads() << " streams " << streams
+  double total = 0;
+  for (double r : rates) total += r;
+  std::cout << "raw " << total << " threads " << at::get_num_threads() << " streams " << streams
             << " blas " << blas_libraries() << " blas-threads " << cxr::models::blas_threads() << "\n";
   return 0;
 }
@@ -176,7 +181,9 @@ int main(int argc, char** argv) {
       return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false,
                       a.size() == 7 ? a[6] : std::string());
     }
-    if (a.size() == 5 && a[0] == "rss") return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), 0, std::stoi(a[4]), true);
+    if ((a.size() == 5 || a.size() == 6) && a[0] == "rss") {
+      return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), 0, std::stoi(a[4]), true, a.size() == 6 ? a[5] : std::string());
+    }
   } catch (const std::exception& e) {
     std::cerr << "bench-infer: " << e.what() << "\n";
     return 1;
