@@ -67,14 +67,15 @@ GstStaticPadTemplate hsrc = GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_
 GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
 GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE,
-                    guint threads = 0, const char* memory_format = "auto", const char* overlap = "true") {
+                    guint threads = 0, const char* memory_format = "auto", const char* overlap = "true",
+                    guint streams = 1) {
   GstHarness* h = gst_harness_new_empty();
   GstElement* e = gst_element_factory_make("cxrinfer", nullptr);
   REQUIRE(e);
   gst_util_set_object_arg(G_OBJECT(e), "memory-format", memory_format);
   gst_util_set_object_arg(G_OBJECT(e), "overlap", overlap);
   g_object_set(e, "model", card.c_str(), "batch-size", batch, "batch-timeout", timeout, "embeddings", embeddings,
-               "threads", threads, NULL);
+               "threads", threads, "streams", streams, NULL);
   gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
   gst_object_unref(e);
   gst_harness_set_src_caps_str(h, ("video/x-raw,format=GRAY8,width=" + std::to_string(kW) + ",height=" +
@@ -398,8 +399,10 @@ TEST_CASE("cxrinfer: overlap=false waits for each batch", "[infer]") {
 }
 
 TEST_CASE("cxrinfer: a flush drops the batch being filled; the stream goes on after it", "[infer]") {
+  const guint streams = GENERATE(1u, 2u);
+  CAPTURE(streams);
   cxrtest::TempDir t;
-  GstHarness* h = harness(make_card(t, "m", 2, 2), 2, 0, FALSE, 1);
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 2, 0, FALSE, 1, "auto", "true", streams);
   REQUIRE(gst_harness_push(h, frame(1, 0)) == GST_FLOW_OK);
   REQUIRE(gst_harness_push(h, frame(2, GST_SECOND)) == GST_FLOW_OK);  // runs
   REQUIRE(gst_harness_push(h, frame(3, 2 * GST_SECOND)) == GST_FLOW_OK);  // waits for a second frame
@@ -426,9 +429,11 @@ TEST_CASE("cxrinfer: a flush drops the batch being filled; the stream goes on af
 }
 
 TEST_CASE("cxrinfer: batch-timeout runs a partial batch", "[infer]") {
+  const guint streams = GENERATE(1u, 2u);
+  CAPTURE(streams);
   cxrtest::TempDir t;
   const guint64 timeout = 150 * GST_MSECOND;
-  GstHarness* h = harness(make_card(t, "m", 2, 2), 8, timeout);
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 8, timeout, FALSE, 0, "auto", "true", streams);
   const auto start = std::chrono::steady_clock::now();
   REQUIRE(gst_harness_push(h, frame(1, 0)) == GST_FLOW_OK);
   REQUIRE(gst_harness_push(h, frame(2, GST_SECOND)) == GST_FLOW_OK);

@@ -414,6 +414,17 @@ TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as 
   CHECK(torch::equal(net->features(x), features));
 }
 
+TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {
+  CHECK(threads_per_stream(3, 1) == 3);
+  CHECK(threads_per_stream(1, 4) == 1);
+  CHECK(threads_per_stream(0, 1) == 0);  // one stream: LibTorch's own setting stays
+  const int here = at::get_num_threads();  // LibTorch's threads on this thread
+  CHECK(threads_per_stream(0, 2) == std::max(1, here / 2));
+  CHECK(threads_per_stream(0, 2 * here + 1) == 1);  // at least one each
+  CHECK(compute_thread_name("inf") == "inf:torch");
+  CHECK(compute_thread_name("inf", 2) == "inf:torch2");
+}
+
 TEST_CASE("models: ComputeThread runs every call on its one named thread, in order", "[models]") {
   std::thread::id ran;
   {
