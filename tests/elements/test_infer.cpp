@@ -68,9 +68,9 @@ GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_P
 
 GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE,
                     guint threads = 0, const char* memory_format = "auto", const char* overlap = "true",
-                    guint streams = 1) {
+                    guint streams = 1, const char* name = nullptr) {
   GstHarness* h = gst_harness_new_empty();
-  GstElement* e = gst_element_factory_make("cxrinfer", nullptr);
+  GstElement* e = gst_element_factory_make("cxrinfer", name);
   REQUIRE(e);
   gst_util_set_object_arg(G_OBJECT(e), "memory-format", memory_format);
   gst_util_set_object_arg(G_OBJECT(e), "overlap", overlap);
@@ -114,6 +114,24 @@ void pull_results(GstHarness* h, int n, guint n_classes, GstClockTime pts_step =
     if (GST_CLOCK_TIME_IS_VALID(pts_step)) CHECK(GST_BUFFER_PTS(out) == static_cast<GstClockTime>(i) * pts_step);
     check_result(out, n_classes, false);
     gst_buffer_unref(out);
+  }
+}
+
+/// Pulls n frames from each harness: the same logits, frame by frame (and PTS i * pts_step from
+/// `a` when a step is given).
+void pull_same_logits(GstHarness* a, GstHarness* b, int n, GstClockTime pts_step = GST_CLOCK_TIME_NONE) {
+  for (int i = 0; i < n; ++i) {
+    GstBuffer* x = gst_harness_pull(a);
+    GstBuffer* y = gst_harness_pull(b);
+    if (GST_CLOCK_TIME_IS_VALID(pts_step)) CHECK(GST_BUFFER_PTS(x) == static_cast<GstClockTime>(i) * pts_step);
+    GstCxrResultMeta* rx = gst_buffer_get_cxr_result_meta(x);
+    GstCxrResultMeta* ry = gst_buffer_get_cxr_result_meta(y);
+    REQUIRE(rx);
+    REQUIRE(ry);
+    REQUIRE(rx->n_classes == ry->n_classes);
+    for (guint c = 0; c < rx->n_classes; ++c) CHECK(rx->logits[c] == Approx(ry->logits[c]).margin(1e-5));
+    gst_buffer_unref(x);
+    gst_buffer_unref(y);
   }
 }
 
@@ -191,17 +209,7 @@ TEST_CASE("cxrinfer: the same scan gives the same result alone or in a batch", "
     REQUIRE(gst_harness_push(one, frame(static_cast<guint8>(30 * i), 0)) == GST_FLOW_OK);
     REQUIRE(gst_harness_push(four, frame(static_cast<guint8>(30 * i), 0)) == GST_FLOW_OK);
   }
-  for (int i = 0; i < 4; ++i) {
-    GstBuffer* a = gst_harness_pull(one);
-    GstBuffer* b = gst_harness_pull(four);
-    auto* ra = gst_buffer_get_cxr_result_meta(a);
-    auto* rb = gst_buffer_get_cxr_result_meta(b);
-    REQUIRE(ra);
-    REQUIRE(rb);
-    for (guint c = 0; c < 2; ++c) CHECK(ra->logits[c] == Approx(rb->logits[c]).margin(1e-5));
-    gst_buffer_unref(a);
-    gst_buffer_unref(b);
-  }
+  pull_same_logits(one, four, 4);
   gst_harness_teardown(one);
   gst_harness_teardown(four);
 }
@@ -315,14 +323,7 @@ TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave i
   cxrtest::TempDir t;
   const std::string card = make_card(t, "m", 2, 2);
   GstHarness* one = harness(card, 2, 0, FALSE, 1);
-  GstHarness* h = gst_harness_new_empty();
-  GstElement* e = gst_element_factory_make("cxrinfer", "inf");
-  g_object_set(e, "model", card.c_str(), "batch-size", 2u, "threads", 1u, "streams", 3u, NULL);
-  gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
-  gst_object_unref(e);
-  gst_harness_set_src_caps_str(h, ("video/x-raw,format=GRAY8,width=" + std::to_string(kW) + ",height=" +
-                                   std::to_string(kH) + ",framerate=0/1")
-                                      .c_str());
+  GstHarness* h = harness(card, 2, 0, FALSE, 1, "auto", "true", 3, "inf");
   Trace trace;
   GstPad* src = gst_element_get_static_pad(h->element, "src");
   gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
@@ -366,18 +367,7 @@ TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave i
   for (const char* name : {"inf:torch", "inf:torch1", "inf:torch2"}) {
     CHECK(cxrtest::threads_named(name) == 1);  // one thread each: no OpenMP workers
   }
-  for (int i = 0; i < kFrames; ++i) {
-    GstBuffer* a = gst_harness_pull(h);
-    GstBuffer* b = gst_harness_pull(one);
-    CHECK(GST_BUFFER_PTS(a) == static_cast<GstClockTime>(i) * GST_SECOND);
-    GstCxrResultMeta* ra = gst_buffer_get_cxr_result_meta(a);
-    GstCxrResultMeta* rb = gst_buffer_get_cxr_result_meta(b);
-    REQUIRE(ra);
-    REQUIRE(rb);
-    for (guint c = 0; c < 2; ++c) CHECK(ra->logits[c] == Approx(rb->logits[c]).margin(1e-5));
-    gst_buffer_unref(a);
-    gst_buffer_unref(b);
-  }
+  pull_same_logits(h, one, kFrames, GST_SECOND);
   gst_harness_teardown(h);
   gst_harness_teardown(one);
   CHECK(cxrtest::threads_named("inf:torch1") == 0);  // the streams end with the element's state

@@ -86,9 +86,9 @@ class Predictor {
   /// prepare_input_into(); stays valid for the predictor's life. Filling one bank while run()
   /// reads another is safe; run() has read its bank once it returns.
   float* slot(size_t i, size_t bank = 0);
-  /// Runs the network on slots [0, n) of bank `bank`, with `threads` intra-op threads on the
-  /// calling thread. Several threads may run() at once, each on its own bank: the network's
-  /// weights are only read.
+  /// Runs the network on slots [0, n) of bank `bank`, with options().threads intra-op threads
+  /// on the calling thread. Several threads may run() at once, each on its own bank: the
+  /// network's weights are only read.
   std::vector<Prediction> run(size_t n, size_t bank = 0);
 
   /// Convenience: prepares and predicts any number of scans (in chunks of max_batch).
