@@ -7,7 +7,8 @@ did (PIL, RGB replication, Resize((h, w)), ToTensor, Normalize). Most cases keep
 native sizes (224 to 1024 px), so the element's Pillow-exact scaling is compared too; 16-bit
 PNGs (already of the input size: Pillow cannot resize them as torchvision would) check the
 / 65535 path. Every case runs with memory-format=auto; the first ResNet-34 and MobileNetV3 cases
-also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN path). Max abs
+also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN path), and
+every case with streams=3 (three batches side by side, results still in scan order). Max abs
 difference of probabilities <= 1e-4."""
 import glob
 import os
@@ -85,12 +86,11 @@ def write_card(path, arch, task, classes, size, mean, std, weights):
         f.write(f"[input]\nsize = [{size[0]}, {size[1]}]\nchannels = 3\nmean = {mean}\nstd = {std}\n")
 
 
-def run_pipeline(tmp, card, bits, n, memory_format):
+def run_pipeline(tmp, card, bits, n, props):
     fmt = "GRAY16_LE" if bits == 16 else "GRAY8"
     cmd = ["gst-launch-1.0", "-m", "multifilesrc", f"location={tmp}/scan%03d.png", "caps=image/png", "!", "pngdec",
            "!", "videoconvert", "!", f"video/x-raw,format={fmt}", "!", "cxrinfer", f"model={card}", "batch-size=3",
-           f"memory-format={memory_format}",
-           "!", "fakesink"]
+           *props.split(), "!", "fakesink"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"pipeline failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
@@ -115,14 +115,17 @@ def main():
             with torch.no_grad():
                 logits = m(x)
             ref = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, 1)).numpy()
-            for memory_format in ["auto"] + MEMORY_FORMATS.get(i, []):
-                got = run_pipeline(tmp, card, bits, len(pngs), memory_format)
+            # Every memory format asked for, and batches side by side on three streams: results
+            # in the order of the scans either way.
+            settings = [f"memory-format={f}" for f in ["auto"] + MEMORY_FORMATS.get(i, [])] + ["streams=3 threads=1"]
+            for props in settings:
+                got = run_pipeline(tmp, card, bits, len(pngs), props)
                 d = float(np.abs(got - ref).max())
                 agree = float((got.argmax(1) == ref.argmax(1)).mean())
-                print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit {memory_format:13s} {len(pngs)} scans: "
+                print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit {props:27s} {len(pngs)} scans: "
                       f"max|dprob|={d:.3e} argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
                 if not d <= TOL:
-                    failures.append(f"{arch} {bits}-bit {memory_format}: probabilities differ by {d}")
+                    failures.append(f"{arch} {bits}-bit {props}: probabilities differ by {d}")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1
