@@ -25,9 +25,9 @@
  * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
  * weights packed once) and keeps the fastest; the element's INFO log names the choice.
  * All LibTorch work (load, timing, every batch, whether the streaming thread or the
- * batch-timeout fills it) runs on one thread of the element's, "<name>:torch", so that
- * LibTorch keeps one OpenMP pool; `threads` sets its intra-op threads (1 is often fastest at
- * batch-size=1 on small machines).
+ * batch-timeout fills it) runs on one thread of the element's, "<name>:torch" (the name cut to
+ * fit Linux's 15 characters), so that LibTorch keeps one OpenMP pool; `threads` sets its
+ * intra-op threads (1 is often fastest at batch-size=1 on small machines).
  *
  * `streams` runs that many batches side by side, each on its own compute thread ("<name>:torch",
  * "<name>:torch1", ...) with `threads` intra-op threads (0: the cores shared out), one network

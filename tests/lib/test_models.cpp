@@ -423,6 +423,11 @@ TEST_CASE("models: threads per stream: as given, or this thread's shared out", "
   CHECK(threads_per_stream(0, 2 * here + 1) == 1);  // at least one each
   CHECK(compute_thread_name("inf") == "inf:torch");
   CHECK(compute_thread_name("inf", 2) == "inf:torch2");
+  // Linux keeps 15 characters: a long owner is cut so that the stream stays readable.
+  CHECK(compute_thread_name("cxrinfer0") == "cxrinfer0:torch");
+  CHECK(compute_thread_name("cxrinfer12") == "cxrinfer1:torch");
+  CHECK(compute_thread_name("cxrinfer12", 1) == "cxrinfer:torch1");
+  CHECK(compute_thread_name("cxrinfer12", 11) == "cxrinfe:torch11");
 }
 
 TEST_CASE("models: ComputeThread runs every call on its one named thread, in order", "[models]") {

@@ -33,9 +33,11 @@ int blas_threads();
 int compute_threads();
 
 /// The name of an owner's (an element's) compute thread: "<owner>:torch" for the first,
-/// "<owner>:torch<index>" for more.
+/// "<owner>:torch<index>" for more. Linux keeps 15 characters of a thread's name, so a long
+/// owner is cut instead of the suffix: "cxrinfer12:torch1" becomes "cxrinfer:torch1".
 inline std::string compute_thread_name(const std::string& owner, size_t index = 0) {
-  return owner + ":torch" + (index > 0 ? std::to_string(index) : std::string());
+  const std::string suffix = ":torch" + (index > 0 ? std::to_string(index) : std::string());
+  return owner.substr(0, suffix.size() < 15 ? 15 - suffix.size() : 0) + suffix;
 }
 
 /// Intra-op threads of each of `streams` streams (compute threads running batches side by
