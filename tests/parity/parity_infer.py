@@ -8,8 +8,9 @@ native sizes (224 to 1024 px), so the element's Pillow-exact scaling is compared
 PNGs (already of the input size: Pillow cannot resize them as torchvision would) check the
 / 65535 path. Every case runs with memory-format=auto; the first ResNet-34 and MobileNetV3 cases
 also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN path), and
-every case with streams=3 (three batches side by side, results still in scan order). Max abs
-difference of probabilities <= 1e-4."""
+every case with streams=3 (three batches side by side, results still in scan order). The 8-bit
+cases also run the same network saved with torch.jit.save(torch.jit.script(m)), from a card with
+architecture = "torchscript". Max abs difference of probabilities <= 1e-4."""
 import glob
 import os
 import re
@@ -36,6 +37,8 @@ CASES = [  # arch, task, classes, (height, width), mean, std, bits (16: PNGs of 
 ]
 # Explicit memory formats, by index in CASES (auto runs for every case).
 MEMORY_FORMATS = {0: ["contiguous", "channels-last", "onednn"], 1: ["contiguous", "channels-last"]}
+# Cases also run from a TorchScript file (torch.jit.script of the same network).
+TORCHSCRIPT = {0, 1, 2}
 FLOATS = re.compile(r"probabilities=\(double\)< ([^>]*) >")
 
 
@@ -126,6 +129,18 @@ def main():
                       f"max|dprob|={d:.3e} argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
                 if not d <= TOL:
                     failures.append(f"{arch} {bits}-bit {props}: probabilities differ by {d}")
+            if i in TORCHSCRIPT:
+                # The same network as a torch.jit.save file: a card with architecture = "torchscript".
+                torch.jit.save(torch.jit.script(m), os.path.join(tmp, "model.pt"))
+                ts_card = os.path.join(tmp, "ts.toml")
+                write_card(ts_card, "torchscript", task, classes, size, mean, std, "model.pt")
+                for props in ["", "streams=3 threads=1"]:
+                    got = run_pipeline(tmp, ts_card, bits, len(pngs), props)
+                    d = float(np.abs(got - ref).max())
+                    print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit TorchScript {props:15s} "
+                          f"{len(pngs)} scans: max|dprob|={d:.3e}")
+                    if not d <= TOL:
+                        failures.append(f"{arch} {bits}-bit TorchScript {props}: probabilities differ by {d}")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1
