@@ -18,8 +18,8 @@
  * downstream (a downstream element runs on that thread: put a `queue` after cxrinfer to give
  * it its own). With `overlap` (the default), the streaming thread meanwhile prepares the next
  * batch (upstream work, then scaling and normalising each scan into a second input buffer) and
- * queues it, so that the network runs back to back; at most two batches are in flight. Without
- * it, the streaming thread waits for each batch.
+ * queues it, so that the network runs back to back; at most one batch per stream is in flight
+ * while the next fills. Without it, the streaming thread waits for each batch.
  *
  * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
  * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
@@ -608,7 +608,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
       st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
       return cxr::models::compute_threads();
     });
-    st->bank_free.resize(streams + 1);
+    st->bank_free.resize(static_cast<size_t>(options.input_banks));
     st->overlap = overlap;
     for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
     st->model_id = card.name;
