@@ -23,7 +23,8 @@
  *
  * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
  * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
- * weights packed once) and keeps the fastest; the element's INFO log names the choice.
+ * weights packed once, and channels-last with the 3x3 convolutions by Winograd F(2x2,3x3)) and
+ * keeps the fastest; the element's INFO log names the choice.
  * All LibTorch work (load, timing, every batch, whether the streaming thread or the
  * batch-timeout fills it) runs on one thread of the element's, "<name>:torch" (the name cut to
  * fit Linux's 15 characters), so that LibTorch keeps one OpenMP pool; `threads` sets its
@@ -80,6 +81,7 @@ typedef enum {
   GST_CXR_MEMORY_FORMAT_CHANNELS_LAST = 1,
   GST_CXR_MEMORY_FORMAT_CONTIGUOUS = 2,
   GST_CXR_MEMORY_FORMAT_ONEDNN = 3,
+  GST_CXR_MEMORY_FORMAT_WINOGRAD = 4,
 } GstCxrMemoryFormat;
 
 static GType gst_cxr_memory_format_get_type(void) {
@@ -90,6 +92,9 @@ static GType gst_cxr_memory_format_get_type(void) {
       {GST_CXR_MEMORY_FORMAT_CONTIGUOUS, "Contiguous (NCHW)", "contiguous"},
       {GST_CXR_MEMORY_FORMAT_ONEDNN, "oneDNN blocked tensors, weights packed at start (CPU, fp32, resnet34)",
        "onednn"},
+      {GST_CXR_MEMORY_FORMAT_WINOGRAD,
+       "Channels-last, 3x3 convolutions by Winograd F(2x2,3x3), weights transformed at start (CPU, fp32, resnet34)",
+       "winograd"},
       {0, nullptr, nullptr},
   };
   if (g_once_init_enter(&type)) {
@@ -588,6 +593,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_ONEDNN      ? cxr::models::Layout::OneDnn
+                   : self->memory_format == GST_CXR_MEMORY_FORMAT_WINOGRAD    ? cxr::models::Layout::Winograd
                                                                               : cxr::models::Layout::Auto;
   options.precision = self->precision == GST_CXR_PRECISION_FP16   ? cxr::models::Precision::FP16
                       : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16

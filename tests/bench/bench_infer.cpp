@@ -3,10 +3,10 @@
 //
 //   bench-infer raw ARCH SIZE BATCH THREADS SECONDS LAYOUT [STREAMS]  module forward (folded,
 //                                                          InferenceMode; LAYOUT channels-last,
-//                                                          contiguous or onednn); with STREAMS, that
-//                                                          many threads run it side by side, each
-//                                                          with THREADS threads (as cxrinfer's
-//                                                          streams and threads)
+//                                                          contiguous, onednn or winograd); with
+//                                                          STREAMS, that many threads run it side
+//                                                          by side, each with THREADS threads (as
+//                                                          cxrinfer's streams and threads)
 //   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between videotestsrc and
 //                                                          fakesink; PROPS: more cxrinfer properties
 //                                                          ("overlap=off")
@@ -64,9 +64,10 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   cxr::models::use_caching_cpu_allocator();  // and its allocator, as the Predictor sets it
   cxr::models::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
   auto net = cxr::models::make_classifier(arch, 3);
-  const bool channels_last = layout == "channels-last";
+  const bool channels_last = layout == "channels-last" || layout == "winograd";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
   if (layout == "onednn") net->set_onednn(true);
+  if (layout == "winograd") net->set_winograd(true);
   // Each stream runs whole batches on its own thread with `threads` intra-op threads; all warm
   // up first, then time their own runs together. The rate is the sum of theirs.
   std::vector<double> rates(static_cast<size_t>(streams), 0.0);

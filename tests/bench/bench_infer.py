@@ -6,8 +6,9 @@ For each architecture, batch 1 and 8, 224 and 255 px, one thread and all threads
   - our module's forward (bench-infer raw: folded BatchNorm, InferenceMode, + softmax; LibTorch's
     and OpenBLAS's threads set as cxrinfer's `threads` sets them, and the caching CPU allocator
     the Predictor installs), in NCHW, in channels-last and,
-    for ResNet-34, on oneDNN tensors with pre-packed weights (cxrinfer's memory-format=auto times
-    them at start and keeps the fastest; the overhead is against the fastest),
+    for ResNet-34, on oneDNN tensors with pre-packed weights and in channels-last with the 3x3
+    convolutions by Winograd F(2x2, 3x3) (cxrinfer's memory-format=auto times them at start and
+    keeps the fastest; the overhead is against the fastest),
   - cxrinfer between videotestsrc (GRAY8 frames of the input size) and fakesink (bench-infer
     pipeline: from the first to the last batch leaving the element).
 With all threads (more than one), also the throughput setting: cxrinfer streams=N threads=1 (N
@@ -113,7 +114,7 @@ def main():
                 card = write_card(tmp, arch, size)
                 for batch in batches:
                     for threads in threads_list:
-                        layouts = ["contiguous", "channels-last"] + (["onednn"] if arch == "resnet34" else [])
+                        layouts = ["contiguous", "channels-last"] + (["onednn", "winograd"] if arch == "resnet34" else [])
                         tv = pipe = pipe_streams = 0.0
                         raw = dict.fromkeys(layouts, 0.0)
                         streams = threads if threads > 1 else 0  # the throughput setting: 1 thread each
@@ -160,11 +161,11 @@ def main():
         print(f"BLAS mapped in bench-infer: {blas_cxx}; OpenBLAS threads there by threads setting: {blas_threads} "
               "(-1: not OpenBLAS); torchvision here sets torch.set_num_threads only, as a Python user does")
         print("\n| arch | px | batch | threads | torchvision img/s | raw NCHW | raw channels-last | raw oneDNN "
-              "| cxrinfer img/s | overhead | raw, N streams x 1 thread | cxrinfer streams=N threads=1 | overhead "
+              "| raw Winograd | cxrinfer img/s | overhead | raw, N streams x 1 thread | cxrinfer streams=N threads=1 | overhead "
               "| best cxrinfer / torchvision |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for a, s, b, t, tv, raw, pipe, ov, raw_s, pipe_s, ov_s, ratio in rows:
-            cells = " | ".join(f"{raw[k]:.2f}" if k in raw else "-" for k in ("contiguous", "channels-last", "onednn"))
+            cells = " | ".join(f"{raw[k]:.2f}" if k in raw else "-" for k in ("contiguous", "channels-last", "onednn", "winograd"))
             st = (f"{max(raw_s.values()):.2f} | {pipe_s:.2f} | {100 * ov_s:.1f}%" if raw_s else "- | - | -")
             print(f"| {a} | {s} | {b} | {t} | {tv:.2f} | {cells} | {pipe:.2f} | {100 * ov:.1f}% | {st} | {ratio:.2f} |")
 

@@ -520,7 +520,7 @@ TEST_CASE("cxrinfer: memory-format selects the layout; every layout gives the sa
   cxrtest::TempDir t;
   const std::string resnet = make_card(t, "r", 2, 2, "multiclass", "resnet34");
   std::vector<float> reference;
-  for (const char* format : {"contiguous", "channels-last", "onednn", "auto"}) {
+  for (const char* format : {"contiguous", "channels-last", "onednn", "winograd", "auto"}) {
     INFO(format);
     GstHarness* h = harness(resnet, 2, 0, FALSE, 0, format);
     for (int i = 0; i < 2; ++i) REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(70 * i), 0)) == GST_FLOW_OK);
@@ -542,6 +542,9 @@ TEST_CASE("cxrinfer: memory-format selects the layout; every layout gives the sa
   const std::string text = start_error(make_card(t, "m", 2, 2), "onednn");
   INFO(text);
   CHECK(text.find("memory format onednn needs the CPU and resnet34") != std::string::npos);
+  const std::string winograd = start_error(make_card(t, "m", 2, 2), "winograd");
+  INFO(winograd);
+  CHECK(winograd.find("memory format winograd needs the CPU, fp32 and resnet34") != std::string::npos);
 }
 
 TEST_CASE("cxrinfer: fp16 on a CPU-only device is refused with the reason", "[infer]") {

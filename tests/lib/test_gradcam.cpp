@@ -321,7 +321,9 @@ TEST_CASE("gradcam: every memory format gives the same maps; threads apply to ex
     }
   }
   options.layout = cxr::models::Layout::OneDnn;  // inference only
-  CHECK_THROWS_WITH(GradCam(card, options), Catch::Contains("inference only"));
+  CHECK_THROWS_WITH(GradCam(card, options), Catch::Contains("onednn is for inference only"));
+  options.layout = cxr::models::Layout::Winograd;
+  CHECK_THROWS_WITH(GradCam(card, options), Catch::Contains("winograd is for inference only"));
   options.layout = cxr::models::Layout::Auto;
   options.threads = -1;
   CHECK_THROWS_AS(GradCam(card, options), cxr::InvalidArgument);

@@ -15,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cxr/error.hpp"
@@ -25,6 +26,7 @@
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/models/winograd.hpp"
 #include "testutil.hpp"
 
 using namespace cxr::models;
@@ -275,21 +277,25 @@ TEST_CASE("models: Predictor gives the same results in every memory format; auto
     return p.predict(scans);
   };
   const bool resnet = card.architecture == "resnet34";
-  Layout cl_used, nchw_used, auto_used, onednn_used = Layout::OneDnn;
+  Layout cl_used, nchw_used, auto_used, onednn_used = Layout::OneDnn, winograd_used = Layout::Winograd;
   const auto cl = run(Layout::ChannelsLast, &cl_used);
   const auto nchw = run(Layout::Contiguous, &nchw_used);
   const auto automatic = run(Layout::Auto, &auto_used);
   CHECK(cl_used == Layout::ChannelsLast);
   CHECK(nchw_used == Layout::Contiguous);
   CHECK(auto_used != Layout::Auto);
-  std::vector<Prediction> onednn;
+  std::vector<Prediction> onednn, winograd;
   if (resnet) {
     onednn = run(Layout::OneDnn, &onednn_used);
     CHECK(onednn_used == Layout::OneDnn);
+    winograd = run(Layout::Winograd, &winograd_used);
+    CHECK(winograd_used == Layout::Winograd);
   } else {
-    // Only ResNet-34 has the oneDNN path; asking another architecture for it is an error.
+    // Only ResNet-34 has the oneDNN and Winograd paths; asking another architecture is an error.
     CHECK_THROWS_WITH(run(Layout::OneDnn, &onednn_used), Catch::Contains("onednn") && Catch::Contains("resnet34"));
+    CHECK_THROWS_WITH(run(Layout::Winograd, &winograd_used), Catch::Contains("winograd") && Catch::Contains("resnet34"));
     CHECK(auto_used != Layout::OneDnn);
+    CHECK(auto_used != Layout::Winograd);
   }
   REQUIRE(cl.size() == scans.size());
   for (size_t i = 0; i < scans.size(); ++i) {
@@ -297,6 +303,7 @@ TEST_CASE("models: Predictor gives the same results in every memory format; auto
       CHECK(nchw[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
       CHECK(automatic[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
       if (resnet) CHECK(onednn[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
+      if (resnet) CHECK(winograd[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
     }
   }
 }
@@ -339,9 +346,10 @@ TEST_CASE("models: Predictor runs on several threads at once, each on its own ba
   // count, batches side by side. Each thread's results equal the serial ones, every round.
   cxrtest::TempDir t;
   const auto [architecture, layout] = GENERATE(std::make_pair(std::string("resnet34"), Layout::OneDnn),
+                                               std::make_pair(std::string("resnet34"), Layout::Winograd),
                                                std::make_pair(std::string("mobilenet_v3_large"), Layout::ChannelsLast),
                                                std::make_pair(std::string("efficientnet_b1"), Layout::Contiguous));
-  CAPTURE(architecture);
+  CAPTURE(architecture, to_string(layout));
   const ModelCard card = small_card(t, architecture, 64, 64, 9);
   constexpr size_t kStreams = 3;
   const std::vector<cv::Mat> scans = noise_scans(2 * kStreams, 70, 90, 80);
@@ -412,6 +420,82 @@ TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as 
   CHECK(torch::equal(net->forward(x), dense));
   net->set_onednn(true);  // packs again
   CHECK(torch::equal(net->features(x), features));
+}
+
+TEST_CASE("models: Winograd convolution equals the direct one, with bias, residual and ReLU", "[models]") {
+  torch::manual_seed(5);
+  const auto gemm = GENERATE(WinogradConv::Gemm::Blas, WinogradConv::Gemm::Torch);
+  const int threads = GENERATE(1, 2);
+  CAPTURE(static_cast<int>(gemm), threads);
+  if (gemm == WinogradConv::Gemm::Blas) REQUIRE(WinogradConv::have_blas());  // LibTorch's own BLAS is loaded
+  struct Restore {
+    int before = compute_threads();
+    ~Restore() { set_compute_threads(before); }
+  } restore;
+  set_compute_threads(threads);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 24, 3).padding(1));
+  c10::InferenceMode guard;
+  const WinogradConv wino(*conv, gemm);
+  CHECK(wino.gemm() == gemm);
+  const auto cl = torch::MemoryFormat::ChannelsLast;
+  // Odd and even sides (edge tiles half outside), a single pixel, and more tiles than one pass.
+  for (const auto& [batch, h, w] : {std::tuple{3, 7, 9}, std::tuple{1, 1, 1}, std::tuple{2, 2, 5}, std::tuple{2, 40, 33}}) {
+    CAPTURE(batch, h, w);
+    const auto x = torch::randn({batch, 16, h, w}).contiguous(cl);
+    const auto direct = conv->forward(x);
+    const auto tol = 1e-5f * std::max(1.f, direct.abs().max().item<float>());
+    const auto plain = wino(x, nullptr, false);
+    CHECK(plain.is_contiguous(cl));
+    CHECK(plain.sizes() == direct.sizes());
+    CHECK((plain - direct).abs().max().item<float>() <= tol);
+    const auto residual = torch::randn_like(direct).contiguous(cl);
+    const auto fused = wino(x, &residual, true);
+    CHECK((fused - torch::relu(direct + residual)).abs().max().item<float>() <= tol);
+    CHECK(fused.min().item<float>() >= 0.f);
+  }
+  // Where it does not apply, and inputs it does not take.
+  CHECK_FALSE(WinogradConv::applies_to(*torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 24, 3).padding(1).stride(2))));
+  CHECK_FALSE(WinogradConv::applies_to(*torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 24, 3).padding(1))));
+  CHECK_FALSE(WinogradConv::applies_to(*torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 24, 1))));
+  CHECK_THROWS_WITH(WinogradConv(*torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 24, 7).padding(3))),
+                    Catch::Contains("3x3"));
+  CHECK_THROWS_WITH(wino(torch::randn({1, 16, 8, 8}), nullptr, false), Catch::Contains("channels-last"));
+  CHECK_THROWS_WITH(wino(torch::randn({1, 8, 8, 8}).contiguous(cl), nullptr, false), Catch::Contains("16 channels"));
+  const auto small = torch::randn({1, 24, 4, 4}).contiguous(cl);
+  CHECK_THROWS_WITH(wino(torch::randn({1, 16, 8, 8}).contiguous(cl), &small, false), Catch::Contains("residual"));
+}
+
+TEST_CASE("models: ResNet-34's Winograd path computes features() and forward() as the dense one", "[models]") {
+  torch::manual_seed(22);
+  auto net = make_classifier("resnet34", 4);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : net->named_buffers()) {
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+      if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.2, 0.2);
+    }
+  }
+  REQUIRE(net->supports_winograd());
+  CHECK_FALSE(make_classifier("efficientnet_b1", 4)->supports_winograd());
+  CHECK_THROWS_WITH(net->set_winograd(true), Catch::Contains("folded"));
+  prepare_for_inference(*net, torch::kCPU, torch::kFloat, /*channels_last=*/true);
+  c10::InferenceMode guard;
+  const auto x = torch::randn({2, 3, 97, 131});  // odd sides at every stage
+  const auto dense_features = net->features(x);
+  const auto dense = net->forward(x);
+  net->set_winograd(true);
+  REQUIRE(net->winograd());
+  const auto features = net->features(x);
+  CHECK(features.sizes() == dense_features.sizes());
+  CHECK((features - dense_features).abs().max().item<float>() <= 1e-4f * dense_features.abs().max().item<float>());
+  CHECK((net->forward(x) - dense).abs().max().item<float>() <= 1e-4f * dense.abs().max().item<float>());
+  net->set_winograd(false);
+  CHECK(torch::equal(net->forward(x), dense));
+  net->set_winograd(true);  // the transformed weights kept from the first switch
+  CHECK(torch::equal(net->features(x), features));
+  net->release_winograd();
+  CHECK_FALSE(net->winograd());
+  CHECK(torch::equal(net->forward(x), dense));
 }
 
 TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {

@@ -7,8 +7,8 @@ did (PIL, RGB replication, Resize((h, w)), ToTensor, Normalize). Most cases keep
 native sizes (224 to 1024 px), so the element's Pillow-exact scaling is compared too; 16-bit
 PNGs (already of the input size: Pillow cannot resize them as torchvision would) check the
 / 65535 path. Every case runs with memory-format=auto; the first ResNet-34 and MobileNetV3 cases
-also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN path), and
-every case with streams=3 (three batches side by side, results still in scan order). The 8-bit
+also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN and Winograd
+paths), and every case with streams=3 (three batches side by side, results still in scan order). The 8-bit
 cases also run the same network saved with torch.jit.save(torch.jit.script(m)), from a card with
 architecture = "torchscript". Max abs difference of probabilities <= 1e-4."""
 import glob
@@ -36,7 +36,7 @@ CASES = [  # arch, task, classes, (height, width), mean, std, bits (16: PNGs of 
     ("efficientnet_b1", "multiclass", ["normal", "covid", "viral"], (255, 255), [0.5], [0.25], 16),
 ]
 # Explicit memory formats, by index in CASES (auto runs for every case).
-MEMORY_FORMATS = {0: ["contiguous", "channels-last", "onednn"], 1: ["contiguous", "channels-last"]}
+MEMORY_FORMATS = {0: ["contiguous", "channels-last", "onednn", "winograd"], 1: ["contiguous", "channels-last"]}
 # Cases also run from a TorchScript file (torch.jit.script of the same network).
 TORCHSCRIPT = {0, 1, 2}
 FLOATS = re.compile(r"probabilities=\(double\)< ([^>]*) >")

@@ -309,8 +309,9 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
   m.options = options;
   const std::string who = "model card " + (m.card.path.empty() ? m.card.name : m.card.path);
   if (options.threads < 0) throw InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
-  if (options.layout == cxr::models::Layout::OneDnn) {
-    throw InvalidArgument(who + ": Grad-CAM needs gradients; memory format onednn is for inference only");
+  if (options.layout == cxr::models::Layout::OneDnn || options.layout == cxr::models::Layout::Winograd) {
+    throw InvalidArgument(who + ": Grad-CAM needs gradients; memory format " + cxr::models::to_string(options.layout) +
+                          " is for inference only");
   }
   if (m.card.architecture == "torchscript") {
     throw ConfigError(who + ": Grad-CAM needs one of the built-in architectures (resnet34, mobilenet_v3_large, "

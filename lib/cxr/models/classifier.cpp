@@ -30,6 +30,11 @@ void ClassifierImpl::set_onednn(bool on) {
   onednn_ = false;
 }
 
+void ClassifierImpl::set_winograd(bool on) {
+  if (on) throw InvalidArgument(architecture() + " has no Winograd path (memory format winograd is for resnet34)");
+  winograd_ = false;
+}
+
 namespace {
 
 std::vector<int64_t> pair_of(const torch::ExpandingArray<2>& a) { return {a->at(0), a->at(1)}; }

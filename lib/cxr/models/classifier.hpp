@@ -73,9 +73,23 @@ class ClassifierImpl : public torch::nn::Module {
   virtual void release_onednn() { onednn_ = false; }
   bool onednn() const { return onednn_; }
 
+  /// Whether set_winograd() is available (the architecture has a Winograd path).
+  virtual bool supports_winograd() const { return false; }
+  /// Switches features() to channels-last activations with the 3x3 stride-1 convolutions done by
+  /// Winograd F(2x2, 3x3) (cxr::models::WinogradConv), their weights transformed on the first
+  /// switch. Inference on the CPU in fp32 after fold_batchnorm(); the other convolutions run
+  /// dense, so their weights should be channels-last too (set_weight_layout()). `false` goes
+  /// back and keeps the transformed weights (release_winograd() frees them). Throws
+  /// cxr::InvalidArgument where unsupported.
+  virtual void set_winograd(bool on);
+  /// Back to the dense path, transformed weights freed.
+  virtual void release_winograd() { winograd_ = false; }
+  bool winograd() const { return winograd_; }
+
  protected:
   bool folded_ = false;
   bool onednn_ = false;
+  bool winograd_ = false;
 };
 
 /// Readies a loaded model for inference: eval(), BatchNorm folded, moved to `device` / `dtype`,

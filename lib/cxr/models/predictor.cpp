@@ -70,6 +70,7 @@ const char* to_string(Layout l) {
     case Layout::ChannelsLast: return "channels-last";
     case Layout::Contiguous: return "contiguous";
     case Layout::OneDnn: return "onednn";
+    case Layout::Winograd: return "winograd";
     default: return "auto";
   }
 }
@@ -99,11 +100,13 @@ struct Predictor::Impl {
   std::vector<torch::Tensor> banks;  // input_banks x [max_batch, C, H, W] float32 on the CPU
   Layout layout = Layout::Contiguous;  // never Auto
 
-  // Packed oneDNN weights survive a switch to a dense layout (pick_layout() switches back and
-  // forth); dense weights keep their layout while the oneDNN path runs.
+  // Packed oneDNN and Winograd weights survive a switch to another layout (pick_layout()
+  // switches back and forth); dense weights keep their layout while the oneDNN path runs.
+  // The Winograd path runs its other convolutions dense, on channels-last weights.
   void set_layout(Layout l) {
     net->set_onednn(l == Layout::OneDnn);
-    if (l != Layout::OneDnn) set_weight_layout(*net, l == Layout::ChannelsLast);
+    net->set_winograd(l == Layout::Winograd);
+    if (l != Layout::OneDnn) set_weight_layout(*net, l == Layout::ChannelsLast || l == Layout::Winograd);
     layout = l;
   }
 
@@ -133,6 +136,7 @@ struct Predictor::Impl {
   void pick_layout(const InputSpec& in) {
     std::vector<Layout> candidates;
     if (net->supports_onednn()) candidates.push_back(Layout::OneDnn);
+    if (net->supports_winograd()) candidates.push_back(Layout::Winograd);
     candidates.push_back(Layout::ChannelsLast);
     candidates.push_back(Layout::Contiguous);
     const size_t pick = pick_fastest(
@@ -140,6 +144,7 @@ struct Predictor::Impl {
         [&](bool warm_up) { return time_forward(in, warm_up); });
     set_layout(candidates[pick]);
     if (layout != Layout::OneDnn) net->release_onednn();
+    if (layout != Layout::Winograd) net->release_winograd();
   }
 };
 
@@ -187,14 +192,21 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
         throw InvalidArgument(who + ": memory format onednn needs the CPU and resnet34 (device " + m.device.str() +
                               ", " + m.card.architecture + ")");
       }
+      if (options.layout == Layout::Winograd &&
+          (m.device.is_cuda() || m.dtype != torch::kFloat || !m.net->supports_winograd())) {
+        throw InvalidArgument(who + ": memory format winograd needs the CPU, fp32 and resnet34 (device " +
+                              m.device.str() + ", " + m.card.architecture + ")");
+      }
       // Auto starts from channels-last (the CPU's choice is timed below).
       const bool cl = options.layout == Layout::Auto ? (!m.device.is_cuda() || m.dtype != torch::kFloat)
                                                      : options.layout == Layout::ChannelsLast;
       prepare_for_inference(*m.net, m.device, m.dtype, cl);
       m.layout = cl ? Layout::ChannelsLast : Layout::Contiguous;
-      if (options.layout == Layout::OneDnn) m.set_layout(Layout::OneDnn);
+      if (options.layout == Layout::OneDnn || options.layout == Layout::Winograd) m.set_layout(options.layout);
     } else {
-      if (options.layout == Layout::OneDnn) throw InvalidArgument(who + ": memory format onednn needs BatchNorm folding");
+      if (options.layout == Layout::OneDnn || options.layout == Layout::Winograd) {
+        throw InvalidArgument(who + ": memory format " + to_string(options.layout) + " needs BatchNorm folding");
+      }
       m.net->eval();
       m.net->to(m.device, m.dtype);
     }

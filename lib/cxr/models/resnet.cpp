@@ -54,6 +54,21 @@ void BasicBlockImpl::pack_onednn(bool on) {
   if (downsample) packed_down_.emplace(*downsample->conv);
 }
 
+void BasicBlockImpl::pack_winograd(bool on) {
+  wino1_.reset();
+  wino2_.reset();
+  if (!on) return;
+  if (WinogradConv::applies_to(*conv1)) wino1_.emplace(*conv1);
+  wino2_.emplace(*conv2);  // always stride 1
+}
+
+torch::Tensor BasicBlockImpl::forward_winograd(const torch::Tensor& x) {
+  const auto cl = torch::MemoryFormat::ChannelsLast;
+  auto out = wino1_ ? (*wino1_)(x, nullptr, true) : conv1->forward(x).relu_().contiguous(cl);
+  const auto identity = downsample ? downsample->forward(x).contiguous(cl) : x;
+  return (*wino2_)(out, &identity, true);
+}
+
 void BasicBlockImpl::fold() {
   if (folded_) return;
   fold_conv_bn(*conv1, *bn1);
@@ -91,6 +106,14 @@ torch::Tensor ResNet34Impl::features(torch::Tensor x) {
       for (auto& block : **layer) x = block.get<BasicBlockImpl>().forward_onednn(x);
     }
     return x.to_dense();
+  }
+  if (winograd_) {
+    x = torch::max_pool2d(conv1->forward(x.contiguous(torch::MemoryFormat::ChannelsLast)).relu_(), 3, 2, 1);
+    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+      for (auto& block : **layer) x = block.get<BasicBlockImpl>().forward_winograd(x);
+    }
+    return x;
   }
   x = conv1->forward(x);
   if (!stem_folded_) x = bn1->forward(x);
@@ -132,6 +155,29 @@ void ResNet34Impl::release_onednn() {
   packed_stem_.reset();
   for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
     for (auto& block : **layer) block.get<BasicBlockImpl>().pack_onednn(false);
+  }
+}
+
+void ResNet34Impl::set_winograd(bool on) {
+  if (!on) {
+    winograd_ = false;
+    return;
+  }
+  if (!folded_) throw InvalidArgument("resnet34: the Winograd path needs the BatchNorms folded (inference)");
+  if (!winograd_packed_) {
+    for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+      for (auto& block : **layer) block.get<BasicBlockImpl>().pack_winograd(true);
+    }
+    winograd_packed_ = true;
+  }
+  winograd_ = true;
+}
+
+void ResNet34Impl::release_winograd() {
+  winograd_ = false;
+  winograd_packed_ = false;
+  for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+    for (auto& block : **layer) block.get<BasicBlockImpl>().pack_winograd(false);
   }
 }
 

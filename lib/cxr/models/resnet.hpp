@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/winograd.hpp"
 
 namespace cxr::models {
 
@@ -21,6 +22,10 @@ class BasicBlockImpl : public torch::nn::Module, public Foldable {
   void pack_onednn(bool on);
   /// forward() on oneDNN tensors.
   torch::Tensor forward_onednn(const torch::Tensor& x);
+  /// Transforms the (folded) stride-1 3x3 convolutions for forward_winograd(); `false` drops them.
+  void pack_winograd(bool on);
+  /// forward() on channels-last tensors, stride-1 3x3 convolutions by Winograd.
+  torch::Tensor forward_winograd(const torch::Tensor& x);
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
@@ -28,6 +33,7 @@ class BasicBlockImpl : public torch::nn::Module, public Foldable {
   ConvNormAct downsample{nullptr};
   bool folded_ = false;
   std::optional<OneDnnConv> packed1_, packed2_, packed_down_;
+  std::optional<WinogradConv> wino1_, wino2_;
 };
 TORCH_MODULE(BasicBlock);
 
@@ -50,6 +56,9 @@ class ResNet34Impl : public ClassifierImpl, public Foldable {
   bool supports_onednn() const override;
   void set_onednn(bool on) override;
   void release_onednn() override;
+  bool supports_winograd() const override { return true; }
+  void set_winograd(bool on) override;
+  void release_winograd() override;
 
  private:
   torch::nn::Conv2d conv1{nullptr};
@@ -58,6 +67,7 @@ class ResNet34Impl : public ClassifierImpl, public Foldable {
   torch::nn::Linear fc{nullptr};
   bool stem_folded_ = false;
   std::optional<OneDnnConv> packed_stem_;
+  bool winograd_packed_ = false;
 };
 TORCH_MODULE(ResNet34);
 
