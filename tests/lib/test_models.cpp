@@ -385,42 +385,21 @@ TEST_CASE("models: Predictor runs on several threads at once, each on its own ba
   for (auto& s : streams) CHECK(s->call([] { return compute_threads(); }) == 1);
 }
 
-TEST_CASE("models: ResNet-34's oneDNN path computes features() and forward() as the dense one", "[models]") {
-  torch::manual_seed(21);
+namespace {
+
+// A ResNet-34 with non-trivial BatchNorm statistics, so that folding matters.
+std::shared_ptr<ClassifierImpl> resnet_with_statistics(uint64_t seed) {
+  torch::manual_seed(seed);
   auto net = make_classifier("resnet34", 4);
-  // Non-trivial BatchNorm statistics, so that folding matters.
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& b : net->named_buffers()) {
-      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
-      if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.2, 0.2);
-    }
+  torch::NoGradGuard no_grad;
+  for (auto& b : net->named_buffers()) {
+    if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+    if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.2, 0.2);
   }
-  CHECK_THROWS_WITH(net->set_onednn(true), Catch::Contains("folded"));  // BatchNorm still unfolded
-  prepare_for_inference(*net, torch::kCPU, torch::kFloat, /*channels_last=*/false);
-  c10::InferenceMode guard;
-  // Odd sizes: every stage's padding and pooling edge cases.
-  const auto x = torch::randn({2, 3, 97, 131});
-  const auto dense_features = net->features(x);
-  const auto dense = net->forward(x);
-  net->set_onednn(true);
-  REQUIRE(net->onednn());
-  const auto features = net->features(x);
-  CHECK_FALSE(features.is_mkldnn());  // callers get a dense tensor either way
-  CHECK(features.sizes() == dense_features.sizes());
-  CHECK((features - dense_features).abs().max().item<float>() <= 1e-4f * dense_features.abs().max().item<float>());
-  CHECK((net->forward(x) - dense).abs().max().item<float>() <= 1e-4f * dense.abs().max().item<float>());
-  net->set_onednn(false);
-  CHECK_FALSE(net->onednn());
-  CHECK(torch::equal(net->forward(x), dense));
-  net->set_onednn(true);  // the packed weights kept from the first switch
-  CHECK(torch::equal(net->features(x), features));
-  net->release_onednn();
-  CHECK_FALSE(net->onednn());
-  CHECK(torch::equal(net->forward(x), dense));
-  net->set_onednn(true);  // packs again
-  CHECK(torch::equal(net->features(x), features));
+  return net;
 }
+
+}  // namespace
 
 TEST_CASE("models: Winograd convolution equals the direct one, with bias, residual and ReLU", "[models]") {
   torch::manual_seed(5);
@@ -465,37 +444,61 @@ TEST_CASE("models: Winograd convolution equals the direct one, with bias, residu
   CHECK_THROWS_WITH(wino(torch::randn({1, 16, 8, 8}).contiguous(cl), &small, false), Catch::Contains("residual"));
 }
 
-TEST_CASE("models: ResNet-34's Winograd path computes features() and forward() as the dense one", "[models]") {
-  torch::manual_seed(22);
-  auto net = make_classifier("resnet34", 4);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& b : net->named_buffers()) {
-      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
-      if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.2, 0.2);
-    }
-  }
-  REQUIRE(net->supports_winograd());
-  CHECK_FALSE(make_classifier("efficientnet_b1", 4)->supports_winograd());
-  CHECK_THROWS_WITH(net->set_winograd(true), Catch::Contains("folded"));
-  prepare_for_inference(*net, torch::kCPU, torch::kFloat, /*channels_last=*/true);
+TEST_CASE("models: ResNet-34's oneDNN and Winograd paths compute features() and forward() as the dense one",
+          "[models]") {
+  // The two inference paths behind one switch each: on, off (the packed weights kept), released.
+  struct Path {
+    const char* name;
+    bool channels_last;  // the dense weights' layout beside it, as the Predictor sets them
+    void (ClassifierImpl::*set)(bool);
+    void (ClassifierImpl::*release)();
+    bool (ClassifierImpl::*active)() const;
+  };
+  const Path path = GENERATE(Path{"onednn", false, &ClassifierImpl::set_onednn, &ClassifierImpl::release_onednn,
+                                  &ClassifierImpl::onednn},
+                             Path{"winograd", true, &ClassifierImpl::set_winograd, &ClassifierImpl::release_winograd,
+                                  &ClassifierImpl::winograd});
+  CAPTURE(path.name);
+  auto net = resnet_with_statistics(21);
+  ClassifierImpl& n = *net;
+  CHECK_THROWS_WITH((n.*path.set)(true), Catch::Contains("folded"));  // BatchNorm still unfolded
+  prepare_for_inference(n, torch::kCPU, torch::kFloat, path.channels_last);
   c10::InferenceMode guard;
-  const auto x = torch::randn({2, 3, 97, 131});  // odd sides at every stage
-  const auto dense_features = net->features(x);
-  const auto dense = net->forward(x);
-  net->set_winograd(true);
-  REQUIRE(net->winograd());
-  const auto features = net->features(x);
+  // Odd sizes: every stage's padding, pooling and Winograd edge tiles.
+  const auto x = torch::randn({2, 3, 97, 131});
+  const auto dense_features = n.features(x);
+  const auto dense = n.forward(x);
+  (n.*path.set)(true);
+  REQUIRE((n.*path.active)());
+  const auto features = n.features(x);
+  CHECK_FALSE(features.is_mkldnn());  // callers get a dense tensor either way
   CHECK(features.sizes() == dense_features.sizes());
   CHECK((features - dense_features).abs().max().item<float>() <= 1e-4f * dense_features.abs().max().item<float>());
-  CHECK((net->forward(x) - dense).abs().max().item<float>() <= 1e-4f * dense.abs().max().item<float>());
-  net->set_winograd(false);
-  CHECK(torch::equal(net->forward(x), dense));
-  net->set_winograd(true);  // the transformed weights kept from the first switch
-  CHECK(torch::equal(net->features(x), features));
-  net->release_winograd();
-  CHECK_FALSE(net->winograd());
-  CHECK(torch::equal(net->forward(x), dense));
+  CHECK((n.forward(x) - dense).abs().max().item<float>() <= 1e-4f * dense.abs().max().item<float>());
+  (n.*path.set)(false);
+  CHECK_FALSE((n.*path.active)());
+  CHECK(torch::equal(n.forward(x), dense));
+  (n.*path.set)(true);  // the packed weights kept from the first switch
+  CHECK(torch::equal(n.features(x), features));
+  (n.*path.release)();
+  CHECK_FALSE((n.*path.active)());
+  CHECK(torch::equal(n.forward(x), dense));
+  (n.*path.set)(true);  // packs again
+  CHECK(torch::equal(n.features(x), features));
+}
+
+TEST_CASE("models: only ResNet-34 has the oneDNN and Winograd paths", "[models]") {
+  for (const auto& architecture : classifier_architectures()) {
+    CAPTURE(architecture);
+    auto net = make_classifier(architecture, 2);
+    const bool resnet = architecture == "resnet34";
+    CHECK(net->supports_winograd() == resnet);
+    if (!resnet) {
+      CHECK_FALSE(net->supports_onednn());
+      CHECK_THROWS_WITH(net->set_onednn(true), Catch::Contains("no oneDNN path"));
+      CHECK_THROWS_WITH(net->set_winograd(true), Catch::Contains("no Winograd path"));
+    }
+  }
 }
 
 TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {
