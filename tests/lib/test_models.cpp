@@ -24,6 +24,7 @@
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/predictor.hpp"
+#include "cxr/models/silu.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 #include "cxr/models/winograd.hpp"
@@ -499,6 +500,42 @@ TEST_CASE("models: only ResNet-34 has the oneDNN and Winograd paths", "[models]"
       CHECK_THROWS_WITH(net->set_winograd(true), Catch::Contains("no Winograd path"));
     }
   }
+}
+
+TEST_CASE("models: vectorised SiLU equals x * sigmoid(x)", "[models]") {
+  // Every float step over [-20, 20], the saturated tails, the odd tail after the last 8 lanes.
+  std::vector<float> x;
+  for (float v = -20.f; v <= 20.f; v += 1.f / 64) x.push_back(v);
+  for (float v : {-1e4f, -300.f, -89.f, -88.f, -87.5f, 87.5f, 88.f, 89.f, 300.f, 1e4f, 0.f, -0.f, 1e-30f, -1e-30f}) {
+    x.push_back(v);
+  }
+  x.push_back(0.25f);  // length not a multiple of 8
+  std::vector<float> y = x;
+  silu_inplace(y.data(), static_cast<int64_t>(y.size()));
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double v = x[i], expected = v / (1.0 + std::exp(-v));
+    const double err = std::abs(y[i] - expected) / std::max(1e-30, std::abs(expected));
+    if (std::abs(expected) > 1e-30) worst = std::max(worst, err);
+    CHECK(std::isfinite(y[i]));
+  }
+  CHECK(worst < 1e-6);  // a few float roundings
+  CHECK(y[x.size() - 1] == Approx(0.25 / (1 + std::exp(-0.25))).epsilon(1e-6));
+
+  // The tensor call: the fast path under InferenceMode for dense fp32 (NCHW and channels-last,
+  // several threads), LibTorch's own elsewhere (autograd, strided views).
+  const auto input = torch::randn({2, 24, 17, 19}) * 6;
+  const auto expected = torch::silu(input);
+  for (const auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+    c10::InferenceMode guard;
+    auto t = input.clone().contiguous(format);
+    CHECK(cxr::models::silu_(t).data_ptr() == t.data_ptr());
+    CHECK(torch::allclose(t, expected, 1e-5, 1e-6));
+    auto strided = input.clone().transpose(2, 3);  // neither layout: LibTorch's
+    CHECK(torch::allclose(cxr::models::silu_(strided), expected.transpose(2, 3), 1e-5, 1e-6));
+  }
+  auto trained = input.clone().requires_grad_(true) * 1.0;  // outside InferenceMode: autograd keeps working
+  cxr::models::silu_(trained).sum().backward();
 }
 
 TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {

@@ -11,6 +11,7 @@
 #include "cxr/models/efficientnet.hpp"
 #include "cxr/models/mobilenet_v3.hpp"
 #include "cxr/models/resnet.hpp"
+#include "cxr/models/silu.hpp"
 
 namespace cxr::models {
 
@@ -97,7 +98,7 @@ torch::Tensor activate_(torch::Tensor x, Act act) {
     case Act::ReLU: return torch::relu_(x);
     case Act::Hardswish: return torch::hardswish_(x);
     case Act::Hardsigmoid: return torch::hardsigmoid_(x);
-    case Act::SiLU: return torch::silu_(x);
+    case Act::SiLU: return cxr::models::silu_(x);  // vectorised under InferenceMode
     case Act::Sigmoid: return torch::sigmoid_(x);
   }
   return x;
