@@ -3,16 +3,19 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
-#include <immintrin.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace cxr::models {
 namespace {
 
 float silu_scalar(float v) { return v / (1.f + std::exp(-v)); }
 
+#if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) void silu_avx2(float* x, int64_t n) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
   const __m256 log2e = _mm256_set1_ps(1.44269504088896341f), half = _mm256_set1_ps(0.5f);
@@ -47,6 +50,10 @@ bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
+#else
+bool have_avx2() { return false; }
+void silu_avx2(float*, int64_t) {}
+#endif
 
 }  // namespace
 

@@ -25,6 +25,12 @@ Sgemm blas_sgemm() {
 // or within a few % of best on ResNet-34's layers at batch 8 on an AVX2 core.
 constexpr int64_t kTilesPerPass = 192;
 
+#if defined(__x86_64__)
+#define CXR_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CXR_VECTOR_CLONES
+#endif
+
 constexpr int kLanes = 8;  // channels per step of the transforms (one AVX register)
 
 struct Geometry {
@@ -34,7 +40,7 @@ struct Geometry {
 // Input transform V = B^T d B of tiles [t0, t0 + n) for all C channels, into v[16][n][C].
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tile (ty, tx) reads rows 2ty-1 .. 2ty+2 and
 // columns 2tx-1 .. 2tx+2 (padding 1, zeros outside).
-__attribute__((target_clones("avx2", "default"))) void input_transform(const float* x, int64_t c_total,
+CXR_VECTOR_CLONES void input_transform(const float* x, int64_t c_total,
                                                                        const Geometry& g, int64_t t0, int64_t n,
                                                                        float* v) {
   for (int64_t i = 0; i < n; ++i) {
@@ -84,7 +90,7 @@ __attribute__((target_clones("avx2", "default"))) void input_transform(const flo
 // Output transform Y = A^T m A of tiles [t0, t0 + n) from m[16][n][K], plus bias, plus the
 // residual, then ReLU, into the 2x2 outputs of each tile that fall inside the image.
 // A^T = [1 1 1 0; 0 1 -1 -1].
-__attribute__((target_clones("avx2", "default"))) void output_transform(const float* m, const float* bias,
+CXR_VECTOR_CLONES void output_transform(const float* m, const float* bias,
                                                                         const float* res, float* y, int64_t k_total,
                                                                         const Geometry& g, int64_t t0, int64_t n,
                                                                         bool relu) {
