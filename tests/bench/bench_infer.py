@@ -32,6 +32,9 @@ import torch
 import torchvision
 
 ARCHS = ["resnet34", "mobilenet_v3_large", "efficientnet_b1"]
+# bench-infer raw's layouts, in the table's column order; the last two are ResNet-34's only.
+LAYOUTS = ["contiguous", "channels-last", "onednn", "winograd"]
+RESNET_ONLY = {"onednn", "winograd"}
 
 
 def helper():
@@ -114,7 +117,7 @@ def main():
                 card = write_card(tmp, arch, size)
                 for batch in batches:
                     for threads in threads_list:
-                        layouts = ["contiguous", "channels-last"] + (["onednn", "winograd"] if arch == "resnet34" else [])
+                        layouts = [l for l in LAYOUTS if arch == "resnet34" or l not in RESNET_ONLY]
                         tv = pipe = pipe_streams = 0.0
                         raw = dict.fromkeys(layouts, 0.0)
                         streams = threads if threads > 1 else 0  # the throughput setting: 1 thread each
@@ -165,7 +168,7 @@ def main():
               "| best cxrinfer / torchvision |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for a, s, b, t, tv, raw, pipe, ov, raw_s, pipe_s, ov_s, ratio in rows:
-            cells = " | ".join(f"{raw[k]:.2f}" if k in raw else "-" for k in ("contiguous", "channels-last", "onednn", "winograd"))
+            cells = " | ".join(f"{raw[k]:.2f}" if k in raw else "-" for k in LAYOUTS)
             st = (f"{max(raw_s.values()):.2f} | {pipe_s:.2f} | {100 * ov_s:.1f}%" if raw_s else "- | - | -")
             print(f"| {a} | {s} | {b} | {t} | {tv:.2f} | {cells} | {pipe:.2f} | {100 * ov:.1f}% | {st} | {ratio:.2f} |")
 

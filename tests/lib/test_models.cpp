@@ -534,8 +534,12 @@ TEST_CASE("models: vectorised SiLU equals x * sigmoid(x)", "[models]") {
     auto strided = input.clone().transpose(2, 3);  // neither layout: LibTorch's
     CHECK(torch::allclose(cxr::models::silu_(strided), expected.transpose(2, 3), 1e-5, 1e-6));
   }
-  auto trained = input.clone().requires_grad_(true) * 1.0;  // outside InferenceMode: autograd keeps working
-  cxr::models::silu_(trained).sum().backward();
+  // Outside InferenceMode, LibTorch's silu_: same values, and autograd keeps working.
+  const auto leaf = input.clone().requires_grad_(true);
+  auto trained = leaf * 1.0;
+  CHECK(torch::allclose(cxr::models::silu_(trained), expected, 1e-5, 1e-6));
+  trained.sum().backward();
+  CHECK(leaf.grad().defined());
 }
 
 TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {

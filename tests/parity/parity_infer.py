@@ -8,9 +8,9 @@ native sizes (224 to 1024 px), so the element's Pillow-exact scaling is compared
 PNGs (already of the input size: Pillow cannot resize them as torchvision would) check the
 / 65535 path. Every case runs with memory-format=auto; the first ResNet-34 and MobileNetV3 cases
 also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN and Winograd
-paths), and every case with streams=3 (three batches side by side, results still in scan order). The 8-bit
-cases also run the same network saved with torch.jit.save(torch.jit.script(m)), from a card with
-architecture = "torchscript". Max abs difference of probabilities <= 1e-4."""
+paths), and every case with streams=3 (three batches side by side, results still in scan order).
+The 8-bit cases also run the same network saved with torch.jit.save(torch.jit.script(m)), from a
+card with architecture = "torchscript". Max abs difference of probabilities <= 1e-4."""
 import glob
 import os
 import re
@@ -121,26 +121,21 @@ def main():
             # Every memory format asked for, and batches side by side on three streams: results
             # in the order of the scans either way.
             settings = [f"memory-format={f}" for f in ["auto"] + MEMORY_FORMATS.get(i, [])] + ["streams=3 threads=1"]
-            for props in settings:
-                got = run_pipeline(tmp, card, bits, len(pngs), props)
-                d = float(np.abs(got - ref).max())
-                agree = float((got.argmax(1) == ref.argmax(1)).mean())
-                print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit {props:27s} {len(pngs)} scans: "
-                      f"max|dprob|={d:.3e} argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
-                if not d <= TOL:
-                    failures.append(f"{arch} {bits}-bit {props}: probabilities differ by {d}")
+            runs = [(card, props, props) for props in settings]  # card, label, cxrinfer properties
             if i in TORCHSCRIPT:
                 # The same network as a torch.jit.save file: a card with architecture = "torchscript".
                 torch.jit.save(torch.jit.script(m), os.path.join(tmp, "model.pt"))
                 ts_card = os.path.join(tmp, "ts.toml")
                 write_card(ts_card, "torchscript", task, classes, size, mean, std, "model.pt")
-                for props in ["", "streams=3 threads=1"]:
-                    got = run_pipeline(tmp, ts_card, bits, len(pngs), props)
-                    d = float(np.abs(got - ref).max())
-                    print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit TorchScript {props:15s} "
-                          f"{len(pngs)} scans: max|dprob|={d:.3e}")
-                    if not d <= TOL:
-                        failures.append(f"{arch} {bits}-bit TorchScript {props}: probabilities differ by {d}")
+                runs += [(ts_card, f"TorchScript {props}", props) for props in ["", "streams=3 threads=1"]]
+            for run_card, label, props in runs:
+                got = run_pipeline(tmp, run_card, bits, len(pngs), props)
+                d = float(np.abs(got - ref).max())
+                agree = float((got.argmax(1) == ref.argmax(1)).mean())
+                print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit {label:31s} {len(pngs)} scans: "
+                      f"max|dprob|={d:.3e} argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
+                if not d <= TOL:
+                    failures.append(f"{arch} {bits}-bit {label}: probabilities differ by {d}")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1

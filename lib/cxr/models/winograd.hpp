@@ -12,7 +12,8 @@
 ///
 /// Activations are channels-last (NHWC) so that the transforms work on 8 neighbouring channels
 /// at a time. Numerically, F(2x2, 3x3) sums the same products in another order: outputs differ
-/// from a direct convolution by a few float rounding steps (~1e-6 relative).
+/// from a direct convolution by float rounding only (within 1e-5 of the largest output in the lib
+/// test; ResNet-34's probabilities within 1.2e-7 of torchvision's in parity_infer).
 #include <torch/nn/modules/conv.h>
 #include <torch/types.h>
 
