@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "cxr/models/blas.hpp"
 #include "cxr_config.h"
 
 #define CXR_COMMAND(name)                     \
@@ -41,8 +42,13 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  // Before any command computes: OpenBLAS's kernels for this CPU (see cxr/models/blas.hpp).
+  const std::string blas_note = cxr::models::tune_blas_core();
   if (!std::strcmp(argv[1], "--version")) {
     std::printf("cxr %s\n", CXR_VERSION);
+    const auto blas = cxr::models::blas_info();
+    if (!blas.library.empty()) std::printf("BLAS: %s, kernels %s\n", blas.library.c_str(), blas.core.c_str());
+    if (!blas_note.empty()) std::printf("  %s\n", blas_note.c_str());
     return 0;
   }
   for (const Command* c = kCommands; c->name; ++c) {

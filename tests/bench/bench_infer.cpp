@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cxr/models/allocator.hpp"
+#include "cxr/models/blas.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/threads.hpp"
 
@@ -95,7 +96,8 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   double total = 0;
   for (double r : rates) total += r;
   std::cout << "raw " << total << " threads " << at::get_num_threads() << " streams " << streams
-            << " blas " << blas_libraries() << " blas-threads " << cxr::models::blas_threads() << "\n";
+            << " blas " << blas_libraries() << " blas-threads " << cxr::models::blas_threads() << " blas-core "
+            << (cxr::models::blas_info().core.empty() ? "-" : cxr::models::blas_info().core) << "\n";
   return 0;
 }
 
@@ -172,8 +174,18 @@ int pipeline(const std::string& card, int size, int batch, int threads, int fram
 
 int main(int argc, char** argv) {
   gst_init(&argc, &argv);
+  // As the plugin does when it loads (the raw forward does not load it): OpenBLAS's kernels for
+  // this CPU.
+  const std::string blas_note = cxr::models::tune_blas_core();
+  if (!blas_note.empty()) std::cerr << "bench-infer: " << blas_note << "\n";
   const std::vector<std::string> a(argv + 1, argv + argc);
   try {
+    if (a.size() == 1 && a[0] == "blas") {  // what the process runs, after the tuning above
+      const auto blas = cxr::models::blas_info();
+      std::cout << "blas-core " << (blas.core.empty() ? "-" : blas.core) << " tuned "
+                << (blas_note.empty() ? "no" : "yes") << " library " << blas.library << "\n";
+      return 0;
+    }
     if ((a.size() == 7 || a.size() == 8) && a[0] == "raw") {
       return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6],
                  a.size() == 8 ? std::stoi(a[7]) : 1);
@@ -189,6 +201,6 @@ int main(int argc, char** argv) {
     std::cerr << "bench-infer: " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: bench-infer raw|pipeline|rss ...\n";
+  std::cerr << "usage: bench-infer blas|raw|pipeline|rss ...\n";
   return 2;
 }

@@ -28,20 +28,35 @@ import sys
 import tempfile
 import time
 
-import torch
-import torchvision
-
-ARCHS = ["resnet34", "mobilenet_v3_large", "efficientnet_b1"]
-# bench-infer raw's layouts, in the table's column order; the last two are ResNet-34's only.
-LAYOUTS = ["contiguous", "channels-last", "onednn", "winograd"]
-RESNET_ONLY = {"onednn", "winograd"}
-
 
 def helper():
     exe = os.path.join(os.environ.get("CXR_BUILD_ROOT", "build"), "tests", "bench", "bench-infer")
     if not os.path.exists(exe):
         sys.exit(f"{exe} is missing (build with LibTorch)")
     return exe
+
+
+def cxr_blas():
+    """OpenBLAS's kernels in a gst-cxr process: (core, whether gst-cxr switched them, library)."""
+    out = subprocess.run([helper(), "blas"], capture_output=True, text=True, check=True).stdout.split()
+    return out[1], out[3] == "yes", " ".join(out[5:])
+
+
+# torchvision runs on the kernels gst-cxr runs on, so that the ratio measures our work, not
+# OpenBLAS's choice: on a CPU newer than OpenBLAS, gst-cxr replaces its generic kernels (see
+# cxr/models/blas.hpp), and OpenBLAS reads OPENBLAS_CORETYPE once, when torch loads it. A choice
+# already in the environment holds for both.
+BLAS_CORE, BLAS_TUNED, BLAS_LIBRARY = cxr_blas()
+if BLAS_TUNED and "OPENBLAS_CORETYPE" not in os.environ:
+    os.environ["OPENBLAS_CORETYPE"] = BLAS_CORE
+
+import torch  # noqa: E402  (after OPENBLAS_CORETYPE)
+import torchvision  # noqa: E402
+
+ARCHS = ["resnet34", "mobilenet_v3_large", "efficientnet_b1"]
+# bench-infer raw's layouts, in the table's column order; the last two are ResNet-34's only.
+LAYOUTS = ["contiguous", "channels-last", "onednn", "winograd"]
+RESNET_ONLY = {"onednn", "winograd"}
 
 
 def blas_in_python():
@@ -52,6 +67,18 @@ def blas_in_python():
             if "blas" in path or "mkl" in path:
                 libs.add(path)
     return ",".join(sorted(libs)) or "none"
+
+
+def openblas_core_in_python():
+    import ctypes
+    for path in blas_in_python().split(","):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+        except (OSError, AttributeError):
+            continue
+    return "-"
 
 
 def torchvision_rate(arch, size, batch, threads, seconds):
@@ -106,6 +133,9 @@ def main():
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {all_threads} CPU threads")
     print(f"libblas.so.3 alternative: {' / '.join(l.strip() for l in alt[:3])}")
     print(f"BLAS mapped in Python: {blas_in_python()}")
+    print(f"OpenBLAS kernels: {BLAS_CORE} in bench-infer, {openblas_core_in_python()} in torchvision"
+          + (" (gst-cxr chose them: OpenBLAS did not recognise this CPU)" if BLAS_TUNED else "")
+          + f"; {BLAS_LIBRARY}")
     omp = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_"))}
     print(f"OpenMP environment: {omp or 'none (libgomp defaults: spin, then sleep)'}")
     failures = []

@@ -11,6 +11,7 @@
 #include <catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <sstream>
@@ -20,6 +21,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/allocator.hpp"
+#include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/input.hpp"
@@ -540,6 +542,56 @@ TEST_CASE("models: vectorised SiLU equals x * sigmoid(x)", "[models]") {
   CHECK(torch::allclose(cxr::models::silu_(trained), expected, 1e-5, 1e-6));
   trained.sum().backward();
   CHECK(leaf.grad().defined());
+}
+
+TEST_CASE("models: BLAS kernels: a core without AVX2 kernels is replaced on a CPU with AVX2", "[models]") {
+  CHECK(better_blas_core("Prescott", true, false) == "Haswell");
+  CHECK(better_blas_core("Prescott", true, true) == "SkylakeX");
+  CHECK(better_blas_core("prescott", true, true) == "SkylakeX");  // OPENBLAS_CORETYPE's spelling
+  CHECK(better_blas_core("Sandybridge", true, false) == "Haswell");
+  CHECK(better_blas_core("Nehalem", false, false).empty());  // the CPU has no better kernels
+  CHECK(better_blas_core("Haswell", true, true).empty());    // OpenBLAS knew the CPU
+  CHECK(better_blas_core("Zen", true, false).empty());
+  CHECK(better_blas_core("SkylakeX", true, true).empty());
+}
+
+TEST_CASE("models: BLAS kernels: switched in place, products still right", "[models]") {
+  bool avx2 = false;
+#if defined(__x86_64__)
+  avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  tune_blas_core();
+  const BlasInfo tuned = blas_info();
+  const auto a = torch::randn({70, 90}), b = torch::randn({90, 110});
+  const auto expected = torch::mm(a.to(torch::kDouble), b.to(torch::kDouble));
+  const auto product_ok = [&] { return torch::allclose(torch::mm(a, b).to(torch::kDouble), expected, 1e-4, 1e-4); };
+  if (tuned.library.find("DYNAMIC_ARCH") == std::string::npos) {
+    // Not a run-time-dispatching OpenBLAS: nothing to switch.
+    CHECK(set_blas_core("Prescott").empty());
+    CHECK(product_ok());
+    return;
+  }
+  INFO(tuned.library << " core " << tuned.core);
+  const char* chosen = std::getenv("OPENBLAS_CORETYPE");
+  const std::string user_choice = chosen ? chosen : "";
+  if (!chosen) {
+    // After tuning, the kernels are as good as the CPU allows (the user chose none).
+    CHECK(better_blas_core(tuned.core, avx2, false).empty());
+  }
+  CHECK(set_blas_core("Prescott") == "Prescott");
+  CHECK(blas_info().core == "Prescott");
+  CHECK(product_ok());
+  const std::string haswell = set_blas_core("Haswell");
+  if (avx2) {
+    CHECK(haswell == "Haswell");
+  } else {
+    CHECK(haswell != "Haswell");  // OpenBLAS refuses kernels the CPU cannot run
+  }
+  CHECK(product_ok());
+  CHECK(set_blas_core(tuned.core) == tuned.core);
+  CHECK(product_ok());
+  chosen = std::getenv("OPENBLAS_CORETYPE");  // the environment is left as it was
+  CHECK((chosen ? chosen : "") == user_choice);
 }
 
 TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {
