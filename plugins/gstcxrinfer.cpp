@@ -32,7 +32,9 @@
  *
  * `streams` runs that many batches side by side, each on its own compute thread ("<name>:torch",
  * "<name>:torch1", ...) with `threads` intra-op threads (0: the cores shared out), one network
- * in memory for all; frames still leave in arrival order. On the CPU this is the throughput
+ * in memory for all; frames still leave in arrival order. A batch that finishes before one
+ * handed over earlier waits for it, and the thread that finishes the earlier one pushes both, so
+ * no compute thread idles on another's batch. On the CPU this is the throughput
  * setting: small networks (MobileNetV3, EfficientNet) keep one core busier on a batch of their
  * own than two cores on a shared one, where every layer ends in a wait for the slower thread.
  * Each scan then takes longer from arrival to result. With `overlap=false` the batches run one
@@ -52,6 +54,7 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -142,13 +145,19 @@ struct Item {
 };
 
 /// Frames and serialized events of one batch, in arrival order, handed to a compute thread;
-/// `frames` of them are scans, prepared in input bank `bank`. It pushes them once `before` (what
-/// was handed over before it) is pushed.
+/// `frames` of them are scans, prepared in input bank `bank`. Batches are numbered as they are
+/// handed over (`seq`) and leave in that order.
 struct Batch {
   std::deque<Item> items;
   size_t frames = 0;
   size_t bank = 0;
-  std::shared_future<void> before;
+  uint64_t seq = 0;
+  // Filled by the compute thread.
+  GstFlowReturn at_start = GST_FLOW_OK;  // not OK: not run, its frames are dropped
+  std::vector<cxr::models::Prediction> preds;
+  std::string failure;
+  std::promise<void> read;    // the network has read bank `bank` (or never will)
+  std::promise<void> pushed;  // its items have left (or were dropped)
 };
 
 /// Everything C++ of one running element; created in start, deleted in stop.
@@ -172,11 +181,20 @@ struct InferState {
   std::deque<Item> queue;  // the batch being filled
   size_t pending = 0;      // frames in queue (= slots of bank `bank` used)
   size_t bank = 0;
-  // Input banks, one per stream and one to fill: each is done when the batch reading it is.
+  // Input banks, one per stream and one to fill: each is free once the batch reading it has run.
   std::vector<std::shared_future<void>> bank_free;
   size_t next_stream = 0;   // where the next batch runs (in turn)
   size_t last_stream = 0;   // where the last batch or events went
+  uint64_t next_seq = 0;    // number of the next batch handed over
   std::shared_future<void> last;  // done when every batch handed over is pushed
+
+  // Batches that ran before the ones handed over earlier wait here, by number, so that no
+  // compute thread idles waiting for another's batch: whichever thread finishes the batch in
+  // turn pushes it and then every waiting batch that follows it. Guarded by outbox_mutex.
+  std::mutex outbox_mutex;
+  std::map<uint64_t, std::shared_ptr<Batch>> outbox;
+  uint64_t to_push = 0;  // number of the batch that leaves next
+  bool pushing = false;  // a thread is pushing: the others only leave their batch here
 
   // OK, or why pushing stopped (flushing, EOS or an error downstream, a failed batch): set by
   // the compute thread and by flushes, returned by chain().
@@ -337,31 +355,19 @@ static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Item& item,
   return gst_pad_push(self->srcpad, buf);
 }
 
-/// On a compute thread: runs a batch, waits until what came before it is pushed, then pushes its
-/// frames (with their results) and events, in order. After a failure or a refused push, frames
-/// are dropped and events still go.
-static void run_batch(GstCxrInfer* self, InferState* st, Batch& batch) {
-  const GstFlowReturn at_start = st->flow.load();
-  std::vector<cxr::models::Prediction> preds;
-  std::string failure;
-  if (batch.frames > 0 && at_start == GST_FLOW_OK) {
-    try {
-      preds = st->predictor->run(batch.frames, batch.bank);
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  }
-  if (batch.before.valid()) batch.before.wait();
+/// Pushes a batch's frames (with their results) and events, in order. After a failure or a
+/// refused push, frames are dropped and events still go.
+static void push_batch(GstCxrInfer* self, InferState* st, Batch& batch) {
   GstFlowReturn ret = st->flow.load();
-  if (ret == GST_FLOW_OK) ret = at_start;  // not run: dropped
-  if (ret == GST_FLOW_OK && !failure.empty()) {
-    ret = gst_cxr_post_error(GST_ELEMENT(self), "inference failed: " + failure);
+  if (ret == GST_FLOW_OK) ret = batch.at_start;  // not run: dropped
+  if (ret == GST_FLOW_OK && !batch.failure.empty()) {
+    ret = gst_cxr_post_error(GST_ELEMENT(self), "inference failed: " + batch.failure);
   }
   size_t k = 0;
   for (Item& item : batch.items) {
     if (item.buffer) {
       if (ret == GST_FLOW_OK) {
-        ret = finish_frame(self, st, item, preds[k]);
+        ret = finish_frame(self, st, item, batch.preds[k]);
       } else {
         gst_buffer_unref(item.buffer);
       }
@@ -373,6 +379,34 @@ static void run_batch(GstCxrInfer* self, InferState* st, Batch& batch) {
   }
   batch.items.clear();
   if (ret != GST_FLOW_OK) st->flow.store(ret);
+}
+
+/// On a compute thread: runs a batch, then pushes it when it is its turn, with the batches
+/// after it that are waiting; otherwise leaves it to wait for the thread whose batch is in turn.
+static void run_batch(GstCxrInfer* self, InferState* st, std::shared_ptr<Batch> batch) {
+  batch->at_start = st->flow.load();
+  if (batch->frames > 0 && batch->at_start == GST_FLOW_OK) {
+    try {
+      batch->preds = st->predictor->run(batch->frames, batch->bank);
+    } catch (const std::exception& e) {
+      batch->failure = e.what();
+    }
+  }
+  batch->read.set_value();
+  std::unique_lock<std::mutex> lock(st->outbox_mutex);
+  st->outbox.emplace(batch->seq, std::move(batch));
+  if (st->pushing) return;
+  st->pushing = true;
+  for (auto it = st->outbox.find(st->to_push); it != st->outbox.end(); it = st->outbox.find(st->to_push)) {
+    std::shared_ptr<Batch> next = std::move(it->second);
+    st->outbox.erase(it);
+    lock.unlock();
+    push_batch(self, st, *next);
+    next->pushed.set_value();
+    lock.lock();
+    ++st->to_push;
+  }
+  st->pushing = false;
 }
 
 static bool running(const std::shared_future<void>& f) {
@@ -392,18 +426,19 @@ static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
   batch->items.swap(st->queue);
   batch->frames = st->pending;
   batch->bank = st->bank;
-  batch->before = st->last;
+  batch->seq = st->next_seq++;
   st->pending = 0;
+  std::shared_future<void> read = batch->read.get_future().share();
+  std::shared_future<void> pushed = batch->pushed.get_future().share();
   const size_t stream = batch->frames > 0 ? st->next_stream : st->last_stream;
-  std::shared_future<void> done =
-      st->compute[stream]->submit([self, st, batch] { run_batch(self, st, *batch); }).share();
+  st->compute[stream]->submit([self, st, batch] { run_batch(self, st, batch); });
   if (batch->frames > 0) {
-    st->bank_free[st->bank] = done;
+    st->bank_free[st->bank] = read;
     st->bank = (st->bank + 1) % st->bank_free.size();
     st->next_stream = (stream + 1) % st->compute.size();
   }
   st->last_stream = stream;
-  st->last = done;
+  st->last = pushed;
   return st->flow.load();
 }
 
@@ -463,7 +498,7 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
     return GST_FLOW_ERROR;
   }
   if (st->pending == 0 && st->bank_free[st->bank].valid()) {
-    st->bank_free[st->bank].wait();  // the batch before last still reads this bank
+    st->bank_free[st->bank].wait();  // a batch handed over earlier still reads this bank
   }
   const GstFlowReturn flow = st->flow.load();
   if (flow != GST_FLOW_OK) {
@@ -644,8 +679,9 @@ static void gst_cxr_infer_stop(GstCxrInfer* self) {
   if (st->timer.joinable()) st->timer.join();
   // The pads are inactive: batches still queued drop their frames; their events go nowhere.
   st->flow.store(GST_FLOW_FLUSHING);
-  // Each runs what is queued, then joins; a batch waits only for those handed over before it,
-  // on threads not yet joined or already done.
+  // Each runs what is queued, then joins. No batch waits for another: whichever thread finishes
+  // the batch in turn also pushes those waiting after it (their frames are dropped, as the
+  // flow is FLUSHING).
   st->compute.clear();
   drop_queue(st);
   self->state = nullptr;

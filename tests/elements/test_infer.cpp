@@ -318,8 +318,9 @@ TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the 
 
 TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave in order", "[infer]") {
   // Three streams of one thread: batches go to "inf:torch", "inf:torch1", "inf:torch2" in
-  // turn and each pushes its own; the order of frames and events and every result are those of
-  // one stream.
+  // turn; the order of frames and events and every result are those of one stream. A batch that
+  // finishes before its turn does not hold its thread: the thread that pushes the batch before
+  // it pushes it too.
   cxrtest::TempDir t;
   const std::string card = make_card(t, "m", 2, 2);
   GstHarness* one = harness(card, 2, 0, FALSE, 1);
@@ -328,8 +329,8 @@ TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave i
   GstPad* src = gst_element_get_static_pad(h->element, "src");
   gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
                     trace_probe, &trace, nullptr);
-  // The first frame is held downstream a while: the later streams finish meanwhile, and must
-  // still wait for their turn.
+  // The first frame is held downstream a while: the later streams finish meanwhile, and their
+  // frames must still wait for their turn.
   gst_pad_add_probe(
       src, GST_PAD_PROBE_TYPE_BUFFER,
       [](GstPad*, GstPadProbeInfo* info, gpointer) {
@@ -360,8 +361,15 @@ TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave i
     CHECK(trace.order == expected);
     REQUIRE(trace.buffer_threads.size() == kFrames);
     for (int i = 0; i < kFrames; ++i) {
-      const int stream = (i / 2) % 3;
-      CHECK(trace.buffer_threads[static_cast<size_t>(i)] == "inf:torch" + (stream ? std::to_string(stream) : ""));
+      const std::string& pusher = trace.buffer_threads[static_cast<size_t>(i)];
+      INFO("frame " << i << " pushed by " << pusher);
+      if (i < 6) {
+        // Batches 1 and 2 ran while frame 0 was held; "inf:torch" pushed them after it, and
+        // their own threads went on to the next batches.
+        CHECK(pusher == "inf:torch");
+      } else {
+        CHECK((pusher == "inf:torch" || pusher == "inf:torch1" || pusher == "inf:torch2"));
+      }
     }
   }
   for (const char* name : {"inf:torch", "inf:torch1", "inf:torch2"}) {
