@@ -21,8 +21,8 @@
  * queues it, so that the network runs back to back; at most one batch per stream is in flight
  * while the next fills. Without it, the streaming thread waits for each batch.
  *
- * On the CPU, `memory-format=auto` (the default) times the layouts the network has for one scan
- * at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
+ * On the CPU, `memory-format=auto` (the default) times the layouts the network has for a full
+ * batch at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
  * weights packed once, and channels-last with the 3x3 convolutions by Winograd F(2x2,3x3)) and
  * keeps the fastest; the element's INFO log names the choice.
  * All LibTorch work (load, timing, every batch, whether the streaming thread or the

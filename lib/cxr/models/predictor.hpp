@@ -22,7 +22,8 @@ const char* to_string(Precision p);
 /// Layout of activations and convolution weights. Which is faster depends on the network and
 /// the CPU (oneDNN's kernels): on AVX2 machines ResNet-34 runs fastest on oneDNN tensors with
 /// pre-packed weights, MobileNetV3 and EfficientNet in channels-last. Auto times the candidates
-/// on the CPU at load (a few forwards of one scan) and keeps the fastest; on CUDA it takes
+/// on the CPU at load (a few forwards of a full batch, max_batch scans up to 8) and
+/// keeps the fastest; on CUDA it takes
 /// channels-last for fp16/bf16, NCHW for fp32. OneDnn: CPU, fp32, ResNet-34 only. Winograd:
 /// channels-last with ResNet-34's stride-1 3x3 convolutions by Winograd F(2x2, 3x3) (CPU, fp32;
 /// cxr::models::WinogradConv).
