@@ -16,7 +16,8 @@ batches side by side, one thread each) and, as its reference, N raw forwards sid
 Then the resident memory while streaming 1000 scans. Goals: cxrinfer >= 1.2x torchvision eager
 (with all threads: the faster of the two settings); pipeline overhead <= 10% of the faster raw
 forward of the same setting; RSS flat (growth over the last 900 scans < 5%).
-Exits 1 when a goal is missed. Options: --quick (fewer configurations), --arch A (only A;
+Both sides run the same OpenBLAS kernels: the ones gst-cxr picks at start (bench-infer blas),
+given to torchvision through OPENBLAS_CORETYPE. Exits 1 when a goal is missed. Options: --quick (fewer configurations), --arch A (only A;
 repeatable), --seconds S (per measurement), --rounds N: the measurements of a configuration run
 N times, interleaved, and each keeps its best rate, so that a burst of load from elsewhere on a
 shared machine does not land on one side of a comparison only.
