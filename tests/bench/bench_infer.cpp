@@ -95,9 +95,10 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   for (auto& t : others) t.join();
   double total = 0;
   for (double r : rates) total += r;
+  const std::string core = cxr::models::blas_info().core;
   std::cout << "raw " << total << " threads " << at::get_num_threads() << " streams " << streams
             << " blas " << blas_libraries() << " blas-threads " << cxr::models::blas_threads() << " blas-core "
-            << (cxr::models::blas_info().core.empty() ? "-" : cxr::models::blas_info().core) << "\n";
+            << (core.empty() ? "-" : core) << "\n";
   return 0;
 }
 

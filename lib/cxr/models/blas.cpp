@@ -13,10 +13,15 @@ namespace {
 
 using GetString = char* (*)();
 using Hook = void (*)();
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
 
-// OpenBLAS's entry points, looked up at run time. gotoblas_dynamic_quit() forgets the kernel
-// table and gotoblas_dynamic_init() picks one again (OPENBLAS_CORETYPE first), as at load.
+// OpenBLAS's entry points, looked up at run time (which BLAS libblas.so.3 resolves to is the
+// system's choice). gotoblas_dynamic_quit() forgets the kernel table and
+// gotoblas_dynamic_init() picks one again (OPENBLAS_CORETYPE first), as at load.
 struct OpenBlas {
+  SetThreads set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  GetThreads get_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   GetString config = reinterpret_cast<GetString>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
   GetString corename = reinterpret_cast<GetString>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   Hook quit = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
@@ -57,6 +62,14 @@ CpuFeatures cpu_features() {
 }
 
 }  // namespace
+
+bool set_blas_threads(int n) {
+  if (!openblas().set_threads) return false;
+  openblas().set_threads(n);
+  return true;
+}
+
+int blas_threads() { return openblas().get_threads ? openblas().get_threads() : -1; }
 
 BlasInfo blas_info() {
   BlasInfo info;

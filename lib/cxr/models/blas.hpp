@@ -14,6 +14,12 @@
 
 namespace cxr::models {
 
+/// Sets OpenBLAS's (process-wide) thread count; false when the process does not run OpenBLAS.
+bool set_blas_threads(int n);
+
+/// OpenBLAS's thread count, or -1 when the process does not run OpenBLAS.
+int blas_threads();
+
 struct BlasInfo {
   std::string library;  ///< "OpenBLAS 0.3.21 ..." (its build configuration), or "" when not OpenBLAS
   std::string core;     ///< the kernels OpenBLAS runs ("Haswell", "SkylakeX", ...), or ""

@@ -2,42 +2,19 @@
 #include "cxr/models/threads.hpp"
 
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
 #include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
 
 namespace cxr::models {
-namespace {
-
-using SetThreads = void (*)(int);
-using GetThreads = int (*)();
-
-// Looked up at run time: which BLAS libblas.so.3 resolves to is the system's choice.
-struct OpenBlas {
-  SetThreads set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  GetThreads get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-};
-
-const OpenBlas& openblas() {
-  static const OpenBlas o;
-  return o;
-}
-
-}  // namespace
 
 void set_compute_threads(int n) {
   if (n <= 0) return;
   if (at::get_num_threads() != n) at::set_num_threads(n);
   static std::atomic<int> blas{-1};  // last count set here: the pool is process-wide
-  if (blas.load(std::memory_order_relaxed) != n && openblas().set) {
-    openblas().set(n);
-    blas.store(n, std::memory_order_relaxed);
-  }
+  if (blas.load(std::memory_order_relaxed) != n && set_blas_threads(n)) blas.store(n, std::memory_order_relaxed);
 }
-
-int blas_threads() { return openblas().get ? openblas().get() : -1; }
 
 int compute_threads() { return at::get_num_threads(); }
 

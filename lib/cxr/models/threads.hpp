@@ -19,14 +19,13 @@
 #include <type_traits>
 #include <utility>
 
+#include "cxr/models/blas.hpp"  // blas_threads()
+
 namespace cxr::models {
 
 /// Sets LibTorch's intra-op threads on this thread and, when the process runs OpenBLAS, its
 /// thread count; n <= 0 leaves both as they are. Cheap when nothing changes.
 void set_compute_threads(int n);
-
-/// OpenBLAS's thread count, or -1 when the process does not run OpenBLAS.
-int blas_threads();
 
 /// LibTorch's intra-op threads on this thread (what set_compute_threads() set, or LibTorch's
 /// default).
