@@ -4,6 +4,8 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
+#include "cxr/models/torch_compat.hpp"
+
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -23,7 +25,7 @@ class CachingCpuAllocator final : public c10::Allocator {
  public:
   explicit CachingCpuAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
 
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) CXR_TORCH_ALLOCATE_CONST override {
     if (n < kCachedAllocationMin) return fallback_->allocate(n);
     const size_t size = rounded(n);
     void* p = nullptr;
@@ -47,6 +49,12 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+#if CXR_TORCH_ALLOCATOR_COPY_DATA
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#endif
 
   size_t cached() const {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -12,6 +12,7 @@
 #include "cxr/models/mobilenet_v3.hpp"
 #include "cxr/models/resnet.hpp"
 #include "cxr/models/silu.hpp"
+#include "cxr/models/torch_compat.hpp"
 
 namespace cxr::models {
 
@@ -45,13 +46,12 @@ std::vector<int64_t> pair_of(const torch::ExpandingArray<2>& a) { return {a->at(
 OneDnnConv::OneDnnConv(const torch::nn::Conv2dImpl& conv) {
   torch::NoGradGuard no_grad;
   const auto& o = conv.options;
-  if (!c10::holds_alternative<torch::ExpandingArray<2>>(o.padding())) {
-    throw InvalidArgument("oneDNN path: convolutions with 'same' or 'valid' padding are not supported");
-  }
+  const torch::ExpandingArray<2>* padding = explicit_padding(o);
+  if (!padding) throw InvalidArgument("oneDNN path: convolutions with 'same' or 'valid' padding are not supported");
   if (conv.weight.scalar_type() != torch::kFloat || !conv.weight.device().is_cpu()) {
     throw InvalidArgument("oneDNN path: weights must be fp32 on the CPU");
   }
-  padding_ = pair_of(c10::get<torch::ExpandingArray<2>>(o.padding()));
+  padding_ = pair_of(*padding);
   stride_ = pair_of(o.stride());
   dilation_ = pair_of(o.dilation());
   groups_ = o.groups();

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "cxr/error.hpp"
+#include "cxr/models/torch_compat.hpp"
 
 namespace cxr::models {
 namespace {
@@ -141,8 +142,9 @@ bool WinogradConv::have_blas() { return blas_sgemm() != nullptr; }
 
 bool WinogradConv::applies_to(const torch::nn::Conv2dImpl& conv) {
   const auto& o = conv.options;
-  if (!c10::holds_alternative<torch::ExpandingArray<2>>(o.padding())) return false;
-  const auto& pad = c10::get<torch::ExpandingArray<2>>(o.padding());
+  const torch::ExpandingArray<2>* padding = explicit_padding(o);
+  if (!padding) return false;
+  const auto& pad = *padding;
   const auto& w = conv.weight;
   return (*o.kernel_size())[0] == 3 && (*o.kernel_size())[1] == 3 && (*o.stride())[0] == 1 && (*o.stride())[1] == 1 &&
          (*pad)[0] == 1 && (*pad)[1] == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 && o.groups() == 1 &&
