@@ -24,6 +24,7 @@
 #include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/silu.hpp"
@@ -232,6 +233,46 @@ TEST_CASE("models: replace_head keeps the backbone and changes the classes", "[m
 TEST_CASE("models: unknown architecture and class count are refused", "[models]") {
   CHECK_THROWS_WITH(make_classifier("resnet50", 3), Catch::Contains("resnet34, mobilenet_v3_large, efficientnet_b1"));
   CHECK_THROWS_AS(make_classifier("resnet34", 0), cxr::InvalidArgument);
+}
+
+TEST_CASE("models: device names: auto, cpu, cuda, cuda:N, each refusal names the value and why", "[models]") {
+  using Kind = cxr::models::DeviceName::Kind;
+  CHECK(cxr::models::parse_device("").kind == Kind::Auto);
+  CHECK(cxr::models::parse_device("auto").kind == Kind::Auto);
+  CHECK(cxr::models::parse_device("cpu").kind == Kind::Cpu);
+  CHECK(cxr::models::parse_device("cuda").kind == Kind::Cuda);
+  CHECK(cxr::models::parse_device("cuda").index == -1);
+  CHECK(cxr::models::parse_device("cuda:0").index == 0);
+  CHECK(cxr::models::parse_device("cuda:12").index == 12);
+  for (const char* bad : {"cuda:", "cuda:x", "cuda:-1", "cuda:1a", "cuda: 1", "cuda:99999"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(cxr::models::parse_device(bad),
+                      Catch::Contains(std::string("device '") + bad + "'") && Catch::Contains("expected cuda:N"));
+  }
+  for (const char* bad : {"gpu", "CPU", "cuda0", "mps"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(cxr::models::parse_device(bad), Catch::Contains("is not one of: auto, cpu, cuda, cuda:N"));
+  }
+
+  CHECK(cxr::models::resolve_device("cpu") == torch::Device(torch::kCPU));
+  // A malformed name is refused the same way on every machine, before CUDA is looked for.
+  CHECK_THROWS_WITH(cxr::models::resolve_device("cuda:x"), Catch::Contains("expected cuda:N"));
+  if (torch::cuda::is_available()) {
+    const int count = static_cast<int>(torch::cuda::device_count());
+    CHECK(cxr::models::resolve_device("auto") == torch::Device(torch::kCUDA, 0));
+    CHECK(cxr::models::resolve_device("cuda") == torch::Device(torch::kCUDA, 0));
+    CHECK(cxr::models::resolve_device("cuda:" + std::to_string(count - 1)) == torch::Device(torch::kCUDA, count - 1));
+    CHECK_THROWS_WITH(cxr::models::resolve_device("cuda:" + std::to_string(count)),
+                      Catch::Contains("only " + std::to_string(count) + " CUDA device(s)"));
+  } else {
+    CHECK(cxr::models::resolve_device("auto") == torch::Device(torch::kCPU));
+    CHECK(cxr::models::resolve_device("") == torch::Device(torch::kCPU));
+    for (const char* name : {"cuda", "cuda:0", "cuda:3"}) {
+      INFO(name);
+      CHECK_THROWS_WITH(cxr::models::resolve_device(name),
+                        Catch::Contains("no CUDA device (this LibTorch is CPU-only or no GPU is present)"));
+    }
+  }
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include <opencv2/core.hpp>
 
 #include "cxr/error.hpp"
+#include "cxr/models/device.hpp"
 #include "cxr/explain/gradcam_torch.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/allocator.hpp"
@@ -156,26 +157,6 @@ torch::Tensor cam_from(const torch::Tensor& a, const torch::Tensor& g, CamMethod
   return torch::relu((w * a).sum(1));
 }
 
-torch::Device resolve_device(const std::string& name) {
-  if (name.empty() || name == "auto") {
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  }
-  if (name == "cpu") return torch::Device(torch::kCPU);
-  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available()) {
-      throw InvalidArgument("device '" + name + "': no CUDA device (this LibTorch is CPU-only or no GPU is present)");
-    }
-    try {
-      torch::Device d(name);
-      if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count())) throw std::out_of_range(name);
-      return d;
-    } catch (const std::exception&) {
-      throw InvalidArgument("device '" + name + "': expected cuda or cuda:N with N below the device count");
-    }
-  }
-  throw InvalidArgument("device '" + name + "' is not one of: auto, cpu, cuda, cuda:N");
-}
-
 }  // namespace
 
 const char* to_string(CamMethod m) { return m == CamMethod::gradcam ? "gradcam" : "gradcam++"; }
@@ -317,7 +298,7 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
     throw ConfigError(who + ": Grad-CAM needs one of the built-in architectures (resnet34, mobilenet_v3_large, "
                             "efficientnet_b1), not a TorchScript file");
   }
-  m.device = resolve_device(options.device);
+  m.device = cxr::models::resolve_device(options.device);
   // Loading, the layout timing and explain() all run with the threads they were given.
   cxr::models::set_compute_threads(options.threads);
   cxr::models::use_caching_cpu_allocator();

@@ -11,6 +11,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
@@ -18,34 +19,6 @@
 
 namespace cxr::models {
 namespace {
-
-torch::Device resolve_device(const std::string& name) {
-  if (name == "auto" || name.empty()) {
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  }
-  if (name == "cpu") return torch::Device(torch::kCPU);
-  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available()) {
-      throw InvalidArgument("device '" + name + "': no CUDA device (this LibTorch is CPU-only or no GPU is present)");
-    }
-    int index = 0;
-    if (name.size() > 5) {
-      try {
-        size_t used = 0;
-        index = std::stoi(name.substr(5), &used);
-        if (used != name.size() - 5) throw std::invalid_argument(name);
-      } catch (const std::exception&) {
-        throw InvalidArgument("device '" + name + "': expected cuda:N");
-      }
-    }
-    const int count = static_cast<int>(torch::cuda::device_count());
-    if (index < 0 || index >= count) {
-      throw InvalidArgument("device '" + name + "': only " + std::to_string(count) + " CUDA device(s)");
-    }
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-  throw InvalidArgument("device '" + name + "' is not one of: auto, cpu, cuda, cuda:N");
-}
 
 torch::ScalarType dtype_of(Precision p) {
   switch (p) {

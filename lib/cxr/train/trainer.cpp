@@ -14,6 +14,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
@@ -85,18 +86,6 @@ std::string csv_field(const std::string& s) {
   std::string q = "\"";
   for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
   return q + "\"";
-}
-
-torch::Device resolve_device(const std::string& name) {
-  if (name.empty() || name == "auto")
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  if (name == "cpu") return torch::Device(torch::kCPU);
-  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available())
-      throw InvalidArgument("device '" + name + "': no CUDA device (this LibTorch is CPU-only or no GPU is present)");
-    return torch::Device(name);
-  }
-  throw InvalidArgument("device '" + name + "' is not one of: auto, cpu, cuda, cuda:N");
 }
 
 // Scans, targets and outputs seen in one phase.
@@ -207,7 +196,7 @@ void Trainer::Impl::build(Trainer&) {
   nc = static_cast<int>(cfg.classes.size());
   multilabel = cfg.task == models::Task::Multilabel;
   if (cfg.name.empty()) cfg.name = cfg.architecture;
-  device = resolve_device(cfg.device);
+  device = cxr::models::resolve_device(cfg.device);
   cxr::models::set_compute_threads(cfg.threads);
   cxr::models::use_caching_cpu_allocator();
 
