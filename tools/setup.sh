@@ -49,6 +49,44 @@ cxr_build() {
   ninja -C "$CXR_BUILD" >/dev/null || ninja -C "$CXR_BUILD"
 }
 
+# Headers of a LibTorch 2.x built with CUDA (Debian trixie's libtorch-cuda-dev, else its CPU
+# libtorch-dev) for tests/compat, which keeps the -Dlibtorch_dir=... build compiling on machines
+# without one. apt fetches them from this machine's Debian mirror and checks the archive's
+# signature; nothing is installed, they are unpacked into the build folder. On failure it says why
+# and returns 0: the compat test then fails with that reason, the rest of the suite still runs.
+cxr_fetch_libtorch_api_headers() {
+  local dest="$CXR_BUILD/libtorch-api"
+  [ -f "$dest/usr/include/torch/csrc/api/include/torch/version.h" ] && return 0
+  local work mirror pkg component deb
+  work="$(mktemp -d)"
+  mirror="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+            awk '$1 !~ /security/ && $2 !~ /-/ {print $1; exit}')"
+  mirror="${mirror:-http://deb.debian.org/debian/}"
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+  for try in "contrib libtorch-cuda-dev" "main libtorch-dev"; do
+    read -r component pkg <<<"$try"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie $component" >"$work/sources.list"
+    local apt_opts=(-qq -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=-
+      -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Acquire::Languages=none
+      -o APT::Sandbox::User=root)
+    if apt-get "${apt_opts[@]}" update >"$work/log" 2>&1 &&
+       (cd "$work" && apt-get "${apt_opts[@]}" download "$pkg" >>"$work/log" 2>&1); then
+      deb="$(ls "$work"/"$pkg"_*.deb 2>/dev/null | head -n1)"
+      if [ -n "$deb" ]; then
+        rm -rf "$dest.new" && mkdir -p "$dest.new" && dpkg-deb -x "$deb" "$dest.new" && rm -rf "$dest.new/usr/lib" "$dest.new/usr/share" &&
+          rm -rf "$dest" && mv "$dest.new" "$dest" && basename "$deb" >"$dest/PACKAGE"
+        echo "setup: LibTorch 2.x headers for tests/compat: $(basename "$deb")"
+        rm -rf "$work"
+        return 0
+      fi
+    fi
+  done
+  echo "setup: could not fetch LibTorch 2.x headers from $mirror (trixie) for tests/compat:" >&2
+  tail -n 5 "$work/log" >&2 || true
+  rm -rf "$work"
+  return 0
+}
+
 cxr_env() {
   export GST_PLUGIN_PATH_1_0="$CXR_BUILD/plugins${GST_PLUGIN_PATH_1_0:+:$GST_PLUGIN_PATH_1_0}"
   export PATH="$CXR_BUILD/tools:$PATH"
