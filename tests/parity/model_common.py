@@ -67,16 +67,19 @@ def embedding(m, arch, x):
     return e
 
 
-def run_cxx(arch, classes, x, tmp, *options):
-    """Runs our model on x; returns (logits, probabilities, embedding, split logits)."""
+def run_cxx(arch, classes, x, tmp, *options, exe=None, stdout=None):
+    """Runs our model on x; returns (logits, probabilities, embedding, split logits). `exe`: the
+    cxr-model-run to run (default: the build's); `stdout`: a list that gets its output."""
     n, _, h, w = x.shape
     inp = os.path.join(tmp, "in.f32")
     out = os.path.join(tmp, "out.f32")
     x.numpy().astype(np.float32).tofile(inp)
-    r = subprocess.run([model_run(), arch, str(classes), inp, str(n), str(h), str(w), out, *options],
+    r = subprocess.run([exe or model_run(), arch, str(classes), inp, str(n), str(h), str(w), out, *options],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"cxr-model-run {arch} failed: {r.stderr.strip()}")
+    if stdout is not None:
+        stdout.append(r.stdout)
     data = np.fromfile(out, dtype=np.float32)
     k = classes
     d = (len(data) - 3 * n * k) // n
