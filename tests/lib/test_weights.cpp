@@ -235,3 +235,40 @@ TEST_CASE("weights: corrupt, truncated and foreign files give clear errors", "[w
     CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("os.system"));
   }
 }
+
+TEST_CASE("weights: a state dict saved by PyTorch 2.x on a GPU reads as PyTorch wrote it", "[weights]") {
+  // tests/lib/fixtures/make_torch2_state_dict.py wrote it with torch 2.6 (byteorder and
+  // serialization_id records, storages tagged cuda:0); the tensors are made the same way here.
+  const std::string path =
+      cxrtest::env_or("CXR_SOURCE_ROOT", ".") + "/tests/lib/fixtures/torch2.6-state-dict.pt";
+  const StateDict d = read_state_dict(path);
+  const auto base = torch::arange(20, torch::kFloat) / 8;
+  const std::vector<std::pair<std::string, torch::Tensor>> expected = {
+      {"conv.weight", (torch::arange(54, torch::kFloat) / 10 - 2).reshape({2, 3, 3, 3})},
+      {"bn.running_mean", torch::tensor({0.5f, -0.25f})},
+      {"bn.num_batches_tracked", torch::tensor(int64_t{7})},
+      {"half.weight", (torch::arange(6, torch::kHalf) / 4).reshape({2, 3})},
+      {"bf16.weight", torch::tensor({1.5f, -2.0f, 0.0078125f}).to(torch::kBFloat16)},
+      {"double.bias", torch::tensor({1e-300, 3.25}, torch::kDouble)},
+      {"view.slice", base.slice(0, 5, 10)},
+      {"view.matrix", base.slice(0, 10, 20).view({2, 5})},
+      {"view.transposed", base.slice(0, 0, 6).view({2, 3}).t()},
+      {"mask", torch::tensor({true, false, true})},
+      {"bytes", torch::tensor({0, 255, 7}, torch::kUInt8)},
+  };
+  REQUIRE(d.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& [name, want] = expected[i];
+    INFO(name);
+    CHECK(d.keys()[i] == name);  // in the order saved
+    const torch::Tensor& got = d[name];
+    CHECK(got.device().is_cpu());
+    CHECK(got.scalar_type() == want.scalar_type());
+    CHECK(got.sizes() == want.sizes());
+    CHECK(got.strides() == want.strides());  // views keep their layout
+    CHECK(torch::equal(got, want));
+  }
+  // The three views share one storage, as in the file.
+  CHECK(d["view.slice"].storage().is_alias_of(d["view.matrix"].storage()));
+  CHECK(d["view.matrix"].storage_offset() == 10);
+}
