@@ -10,7 +10,11 @@ PNGs (already of the input size: Pillow cannot resize them as torchvision would)
 also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN and Winograd
 paths), and every case with streams=3 (three batches side by side, results still in scan order).
 The 8-bit cases also run the same network saved with torch.jit.save(torch.jit.script(m)), from a
-card with architecture = "torchscript". Max abs difference of probabilities <= 1e-4."""
+card with architecture = "torchscript". Max abs difference of probabilities <= 1e-4.
+
+TorchScript exported by PyTorch 2.6 (fixtures/, see make_torchscript_2x.py), scripted and traced:
+this LibTorch gives the logits PyTorch 2.6 gave on the fixture's input (<= 1e-4 relative), and
+cxrinfer, from a torchscript card, the probabilities torch computes on the PNGs (<= 1e-4)."""
 import glob
 import os
 import re
@@ -103,10 +107,41 @@ def run_pipeline(tmp, card, bits, n, props):
     return np.stack(probs)
 
 
+def torchscript_2x(files, failures):
+    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+    io = np.load(os.path.join(fixtures, "torchscript-2.6.0-io.npz"))
+    classes, size, mean, std = ["normal", "bacterial", "viral"], (64, 64), [0.4810], [0.2373]
+    for kind in ("script", "trace"):
+        path = os.path.join(fixtures, f"torchscript-2.6.0-{kind}.pt")
+        m = torch.jit.load(path).eval()
+        with torch.no_grad():
+            logits = m(torch.from_numpy(io["x"])).numpy()
+        d = float(np.abs(logits - io[kind]).max())
+        scale = max(1.0, float(np.abs(io[kind]).max()))
+        print(f"TorchScript 2.6 {kind:6s}: LibTorch {torch.__version__} vs PyTorch 2.6 logits max|d|={d:.3e} "
+              f"(range {scale:.2f})")
+        if not d <= 1e-4 * scale:
+            failures.append(f"TorchScript 2.6 {kind}: logits differ from PyTorch 2.6's by {d}")
+        with tempfile.TemporaryDirectory() as tmp:
+            card = os.path.join(tmp, "card.toml")
+            write_card(card, "torchscript", "multiclass", classes, size, mean, std, path)
+            pngs = write_pngs(tmp, files, size, 8)
+            x = torch.stack([reference_input(p, size, mean, std, 8) for p in pngs])
+            with torch.no_grad():
+                ref = torch.softmax(m(x), 1).numpy()
+            got = run_pipeline(tmp, card, 8, len(pngs), "")
+            d = float(np.abs(got - ref).max())
+            print(f"TorchScript 2.6 {kind:6s}: cxrinfer {len(pngs)} scans max|dprob|={d:.3e} "
+                  f"(prob range {ref.min():.3f}..{ref.max():.3f})")
+            if not d <= TOL:
+                failures.append(f"TorchScript 2.6 {kind} in cxrinfer: probabilities differ by {d}")
+
+
 def main():
     torch.set_num_threads(2)
     files = sources()
     failures = []
+    torchscript_2x(files, failures)
     for i, (arch, task, classes, size, mean, std, bits) in enumerate(CASES):
         with tempfile.TemporaryDirectory() as tmp:
             m = mc.torchvision_model(arch, len(classes), seed=300 + i)
