@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # gst-cxr on Debian 13 (trixie): LibTorch 2.6, GCC 14, OpenCV 4.10, GStreamer 1.26, DCMTK 3.6.9,
-# in a chroot, next to this machine's Debian 12 build. Not part of the suite (it takes ~10 minutes
-# and 3 GB); run it as root, with Debian's archive reachable, after tools/setup.sh:
+# in a chroot, next to this machine's Debian 12 build. Not part of the suite (~5-10 minutes, 3 GB;
+# with --cuda 2.4 GB more to fetch); run it as root, with Debian's archive reachable, after
+# tools/setup.sh:
 #
-#   tests/compat/debian13.sh [CHROOT]        # default /srv/gst-cxr-trixie
+#   tests/compat/debian13.sh [--cuda] [CHROOT]   # default /srv/gst-cxr-trixie[-cuda]
 #
-# It builds the plugin and tools there, runs the pipeline tests that need no Catch2 (trixie has
-# Catch2 v3) and the parity interpreter (test_train, test_classify, test_bad_input, test_cli), and
-# the demo on both systems, and compares the demo's probabilities (at most 1e-4 apart) and
+# Without --cuda: builds against Debian 13's LibTorch (CPU), runs the pipeline tests that need
+# neither Catch2 (trixie has Catch2 v3) nor the parity interpreter (test_train, test_classify,
+# test_bad_input, test_cli).
+# With --cuda: builds with -Dlibtorch_dir against Debian 13's CUDA LibTorch (libtorch-cuda-dev,
+# CUDA 12), which is what a GPU user does. Its cuDNN package downloads cuDNN from NVIDIA when it is
+# installed, which fails without the internet: the build then links against a stub libcudnn.so.9
+# made here from the symbols libtorch_cuda asks for (never called without a GPU). It checks that
+# the build loads, falls back to the CPU when no GPU is present, and refuses device=cuda and
+# precision=fp16 with a clear error.
+# Both then run the demo there and here, and compare the probabilities (at most 1e-4 apart) and
 # predicted classes (all equal), scan by scan.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-chroot_dir="${1:-/srv/gst-cxr-trixie}"
+cuda=0
+if [ "${1:-}" = --cuda ]; then cuda=1; shift; fi
+chroot_dir="${1:-/srv/gst-cxr-trixie$([ $cuda = 1 ] && echo -cuda)}"
 [ "$(id -u)" = 0 ] || { echo "debian13: run as root (debootstrap, chroot)" >&2; exit 1; }
 [ -x "$root/build/tools/cxr" ] || { echo "debian13: build the Debian 12 side first (tools/setup.sh)" >&2; exit 1; }
 mirror="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
@@ -23,29 +33,64 @@ if [ ! -f "$chroot_dir/etc/debian_version" ]; then
   command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   debootstrap --variant=minbase --include=ca-certificates trixie "$chroot_dir" "$mirror" >/dev/null
 fi
+echo "deb $mirror trixie main contrib non-free" >"$chroot_dir/etc/apt/sources.list"
 mountpoint -q "$chroot_dir/proc" || mount --bind /proc "$chroot_dir/proc"
 mountpoint -q "$chroot_dir/dev" || mount --bind /dev "$chroot_dir/dev"
 mkdir -p "$chroot_dir/src"
 mountpoint -q "$chroot_dir/src" || mount --bind "$root" "$chroot_dir/src"
 trap 'umount "$chroot_dir/src" "$chroot_dir/dev" "$chroot_dir/proc" 2>/dev/null || true' EXIT
 
-chroot "$chroot_dir" /bin/bash -euo pipefail -c '
+chroot "$chroot_dir" /usr/bin/env CUDA="$cuda" /bin/bash -euo pipefail -c '
 export DEBIAN_FRONTEND=noninteractive
 pkgs="meson ninja-build pkg-config g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good libopencv-dev libpng-dev libdeflate-dev libjpeg62-turbo-dev
-  libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libtorch-dev libopenblas0-pthread
-  python3-torch python3-numpy python3-pydicom python3-pil"
-dpkg-query -W $pkgs >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs >/dev/null; }
-[ -f /build/build.ninja ] || meson setup /build /src -Dtests=disabled --buildtype=release >/dev/null
-ninja -C /build >/dev/null
-export GST_PLUGIN_PATH_1_0=/build/plugins PATH=/build/tools:$PATH CXR_SAMPLES=/src/data/samples CXR_SOURCE_ROOT=/src \
-  CXR_BUILD_ROOT=/build CXR_TOOLS=/build/tools CXR_PYTHON=python3 OMP_NUM_THREADS=2
+  libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libopenblas0-pthread
+  python3-numpy python3-pydicom python3-pil"
+lib=/usr/lib/x86_64-linux-gnu
+b=/build$([ "$CUDA" = 1 ] && echo -cuda)
+export GST_PLUGIN_PATH_1_0=$b/plugins PATH=$b/tools:$PATH CXR_SAMPLES=/src/data/samples CXR_SOURCE_ROOT=/src \
+  CXR_BUILD_ROOT=$b CXR_TOOLS=$b/tools CXR_PYTHON=python3 OMP_NUM_THREADS=2
+if [ "$CUDA" = 0 ]; then
+  dpkg-query -W $pkgs libtorch-dev >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs libtorch-dev >/dev/null; }
+  [ -f $b/build.ninja ] || meson setup $b /src -Dtests=disabled --buildtype=release >/dev/null
+else
+  if [ ! -e $lib/libtorch_cuda.so ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+    # nvidia-cudnn fails to configure (it downloads cuDNN); the LibTorch files are unpacked all the same.
+    apt-get install -y -qq --no-install-recommends libtorch-cuda-dev >/tmp/cuda-install.log 2>&1 || true
+    [ -e $lib/libtorch_cuda.so ] || { tail -n 20 /tmp/cuda-install.log; exit 1; }
+  fi
+  mkdir -p /opt/cudnn-stub /opt/libtorch-cuda/lib /opt/libtorch-cuda/include
+  nm -D --undefined-only $lib/libtorch_cuda.so | awk "{print \$2}" | sed "s/@.*//" | grep "^cudnn" | sort -u |
+    awk "{print \"void \" \$1 \"(void) { __builtin_trap(); }\"}" >/opt/cudnn-stub/stub.c
+  echo "libcudnn.so.9 { global: *; };" >/opt/cudnn-stub/version
+  gcc -shared -fPIC -Wl,-soname,libcudnn.so.9 -Wl,--version-script=/opt/cudnn-stub/version \
+    -o /opt/cudnn-stub/libcudnn.so.9 /opt/cudnn-stub/stub.c
+  for d in ATen c10 torch caffe2; do ln -sfn /usr/include/$d /opt/libtorch-cuda/include/$d; done
+  for l in torch torch_cpu c10 torch_cuda c10_cuda; do ln -sf $lib/lib$l.so /opt/libtorch-cuda/lib/lib$l.so; done
+  export LD_LIBRARY_PATH=/opt/cudnn-stub
+  [ -f $b/build.ninja ] || LDFLAGS="-Wl,-rpath-link,/opt/cudnn-stub" meson setup $b /src \
+    -Dlibtorch_dir=/opt/libtorch-cuda -Dtests=disabled --buildtype=release | grep -E "LibTorch|ABI|compile as"
+fi
+ninja -C $b >/dev/null
 cd /src
 cxr --version
-for t in test_train test_classify test_bad_input test_cli; do
-  bash tests/pipelines/$t.sh >/tmp/$t.log 2>&1 || { tail -n 20 /tmp/$t.log; echo "debian13: $t FAILED"; exit 1; }
-  echo "debian13: $t ok"
-done
+[ "$CUDA" = 0 ] || ldd $b/plugins/libgstcxr.so | grep -q libtorch_cuda || { echo "debian13: not linked to libtorch_cuda"; exit 1; }
+if [ "$CUDA" = 0 ]; then
+  for t in test_train test_classify test_bad_input test_cli; do
+    bash tests/pipelines/$t.sh >/tmp/$t.log 2>&1 || { tail -n 20 /tmp/$t.log; echo "debian13: $t FAILED"; exit 1; }
+    echo "debian13: $t ok"
+  done
+else
+  for props in device=cuda precision=fp16; do
+    msg="$(gst-launch-1.0 cxrscansrc location=data/samples/covid ! cxrdecode ! \
+           cxrinfer model=data/models/pneumonia-demo/model.toml $props ! fakesink 2>&1 | grep "^ERROR: from element" || true)"
+    case "$msg" in *"no CUDA device"*|*"needs a CUDA device"*) echo "debian13: $props without a GPU: ${msg#*: }" ;;
+      *) echo "debian13: $props without a GPU gave no clear error: $msg"; exit 1 ;; esac
+  done
+fi
 rm -rf /tmp/demo && cxr run pipelines/demo.toml --set output=/tmp/demo
 '
 out="$(mktemp -d)"
