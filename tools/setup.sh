@@ -68,7 +68,7 @@ cxr_fetch_libtorch_api_headers() {
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie $component" >"$work/sources.list"
     local apt_opts=(-qq -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=-
       -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Acquire::Languages=none
-      -o APT::Sandbox::User=root)
+      -o APT::Sandbox::User=root -o Acquire::Retries=3)
     if apt-get "${apt_opts[@]}" update >"$work/log" 2>&1 &&
        (cd "$work" && apt-get "${apt_opts[@]}" download "$pkg" >>"$work/log" 2>&1); then
       deb="$(ls "$work"/"$pkg"_*.deb 2>/dev/null | head -n1)"
