@@ -7,9 +7,9 @@
 #
 #   tests/compat/debian13.sh [--cuda] [CHROOT]   # default /srv/gst-cxr-trixie[-cuda]
 #
-# Without --cuda: builds against Debian 13's LibTorch (CPU), runs the pipeline tests that need
-# neither Catch2 (trixie has Catch2 v3) nor the parity interpreter (test_train, test_classify,
-# test_bad_input, test_cli).
+# Without --cuda: builds against Debian 13's LibTorch (CPU), runs the pipeline tests that need no
+# Catch2 (trixie has Catch2 v3): test_train, test_classify, test_bad_input, test_cli, with
+# Debian 13's python3-torch, numpy, pydicom and Pillow as their interpreter.
 # With --cuda: builds with -Dlibtorch_dir against Debian 13's CUDA LibTorch (libtorch-cuda-dev,
 # CUDA 12), which is what a GPU user does. Its cuDNN package downloads cuDNN from NVIDIA when it is
 # installed, which fails without the internet: the build then links against a stub libcudnn.so.9
@@ -51,8 +51,8 @@ b=/build$([ "$CUDA" = 1 ] && echo -cuda)
 export GST_PLUGIN_PATH_1_0=$b/plugins PATH=$b/tools:$PATH CXR_SAMPLES=/src/data/samples CXR_SOURCE_ROOT=/src \
   CXR_BUILD_ROOT=$b CXR_TOOLS=$b/tools CXR_PYTHON=python3 OMP_NUM_THREADS=2
 if [ "$CUDA" = 0 ]; then
-  dpkg-query -W $pkgs libtorch-dev >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs libtorch-dev >/dev/null; }
+  dpkg-query -W $pkgs libtorch-dev python3-torch >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs libtorch-dev python3-torch >/dev/null; }
   [ -f $b/build.ninja ] || meson setup $b /src -Dtests=disabled --buildtype=release >/dev/null
 else
   if [ ! -e $lib/libtorch_cuda.so ]; then

@@ -19,6 +19,7 @@ Prints a table; exits 1 when a parity check fails. With --json FILE, writes the 
 `--device cpu` runs the same on the CPU (parity and fp32 throughput only).
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -41,37 +42,39 @@ def set_tf32(on):
         torch.backends.cuda.matmul.allow_tf32 = False  # PyTorch's default, and LibTorch's
 
 
-def tv_probs(m, x, device, precision):
+@contextlib.contextmanager
+def placed(m, x, device, precision):
+    """torchvision's model and input on `device` in `precision` (channels-last below fp32, as
+    gst-cxr runs them); the model goes back to fp32 on the CPU afterwards."""
     dtype = DTYPES[precision]
-    mm = m.to(device, dtype)
-    xx = x.to(device, dtype)
+    m.to(device, dtype)
+    x = x.to(device, dtype)
     if precision != "fp32":
-        mm = mm.to(memory_format=torch.channels_last)
-        xx = xx.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        p = torch.softmax(mm(xx).float(), 1).cpu().numpy()
-    m.to("cpu", torch.float32).to(memory_format=torch.contiguous_format)
-    return p
+        m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            yield x
+    finally:
+        m.to("cpu", torch.float32).to(memory_format=torch.contiguous_format)
+
+
+def tv_probs(m, x, device, precision):
+    with placed(m, x, device, precision) as xx:
+        return torch.softmax(m(xx).float(), 1).cpu().numpy()
 
 
 def tv_rate(m, device, precision, batch, seconds):
-    dtype = DTYPES[precision]
-    mm = m.to(device, dtype)
-    x = torch.randn(batch, 3, 224, 224).to(device, dtype)
-    if precision != "fp32":
-        mm = mm.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    with placed(m, torch.randn(batch, 3, 224, 224), device, precision) as x:
         for _ in range(3):
-            torch.softmax(mm(x), 1).cpu()
+            torch.softmax(m(x), 1).cpu()
         iters, t0 = 0, time.perf_counter()
         while True:
-            torch.softmax(mm(x), 1).cpu()
+            torch.softmax(m(x), 1).cpu()
             iters += 1
             s = time.perf_counter() - t0
             if s >= seconds and iters >= 3:
                 break
-    m.to("cpu", torch.float32).to(memory_format=torch.contiguous_format)
     return iters * batch / s
 
 

@@ -3,7 +3,6 @@
 
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
-#include <torch/cuda.h>
 #include <torch/nn/functional/upsampling.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/utils.h>

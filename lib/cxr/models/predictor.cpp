@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "cxr/models/predictor.hpp"
 
-#include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/utils.h>
 

@@ -2,7 +2,6 @@
 #include "cxr/train/trainer.hpp"
 
 #include <ATen/Parallel.h>
-#include <torch/cuda.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
