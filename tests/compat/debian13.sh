@@ -20,9 +20,9 @@
 # predicted classes (all equal), scan by scan.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cuda=0
-if [ "${1:-}" = --cuda ]; then cuda=1; shift; fi
-chroot_dir="${1:-/srv/gst-cxr-trixie$([ $cuda = 1 ] && echo -cuda)}"
+cuda=0 suffix=""
+if [ "${1:-}" = --cuda ]; then cuda=1 suffix=-cuda; shift; fi
+chroot_dir="${1:-/srv/gst-cxr-trixie$suffix}"
 [ "$(id -u)" = 0 ] || { echo "debian13: run as root (debootstrap, chroot)" >&2; exit 1; }
 [ -x "$root/build/tools/cxr" ] || { echo "debian13: build the Debian 12 side first (tools/setup.sh)" >&2; exit 1; }
 mirror="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
@@ -40,14 +40,14 @@ mkdir -p "$chroot_dir/src"
 mountpoint -q "$chroot_dir/src" || mount --bind "$root" "$chroot_dir/src"
 trap 'umount "$chroot_dir/src" "$chroot_dir/dev" "$chroot_dir/proc" 2>/dev/null || true' EXIT
 
-chroot "$chroot_dir" /usr/bin/env CUDA="$cuda" /bin/bash -euo pipefail -c '
+chroot "$chroot_dir" /usr/bin/env CUDA="$cuda" SUFFIX="$suffix" /bin/bash -euo pipefail -c '
 export DEBIAN_FRONTEND=noninteractive
 pkgs="meson ninja-build pkg-config g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good libopencv-dev libpng-dev libdeflate-dev libjpeg62-turbo-dev
   libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libopenblas0-pthread
   python3-numpy python3-pydicom python3-pil"
 lib=/usr/lib/x86_64-linux-gnu
-b=/build$([ "$CUDA" = 1 ] && echo -cuda)
+b=/build$SUFFIX
 export GST_PLUGIN_PATH_1_0=$b/plugins PATH=$b/tools:$PATH CXR_SAMPLES=/src/data/samples CXR_SOURCE_ROOT=/src \
   CXR_BUILD_ROOT=$b CXR_TOOLS=$b/tools CXR_PYTHON=python3 OMP_NUM_THREADS=2
 if [ "$CUDA" = 0 ]; then
