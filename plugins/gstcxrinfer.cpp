@@ -183,10 +183,14 @@ struct InferState {
   size_t bank = 0;
   // Input banks, one per stream and one to fill: each is free once the batch reading it has run.
   std::vector<std::shared_future<void>> bank_free;
-  size_t next_stream = 0;   // where the next batch runs (in turn)
-  size_t last_stream = 0;   // where the last batch or events went
   uint64_t next_seq = 0;    // number of the next batch handed over
   std::shared_future<void> last;  // done when every batch handed over is pushed
+
+  // Batches handed over and not yet taken: the first compute thread that is free takes the
+  // oldest, so that a thread slowed down by other work on its core holds no other thread back.
+  // Guarded by ready_mutex.
+  std::mutex ready_mutex;
+  std::deque<std::shared_ptr<Batch>> ready;
 
   // Batches that ran before the ones handed over earlier wait here, by number, so that no
   // compute thread idles waiting for another's batch: whichever thread finishes the batch in
@@ -409,13 +413,27 @@ static void run_batch(GstCxrInfer* self, InferState* st, std::shared_ptr<Batch> 
   st->pushing = false;
 }
 
+/// On a compute thread: runs the oldest batch handed over, if another thread has not taken it.
+/// Every hand-over queues this on every compute thread, so each batch is taken by the first one
+/// free, and the calls left over find nothing.
+static void take_batch(GstCxrInfer* self, InferState* st) {
+  std::shared_ptr<Batch> batch;
+  {
+    std::lock_guard<std::mutex> lock(st->ready_mutex);
+    if (st->ready.empty()) return;
+    batch = std::move(st->ready.front());
+    st->ready.pop_front();
+  }
+  run_batch(self, st, std::move(batch));
+}
+
 static bool running(const std::shared_future<void>& f) {
   return f.valid() && f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
 }
 
 /// Hands what is queued (the batch being filled, or events only) to a compute thread and
-/// returns at once; the next batch fills the next bank. A batch goes to the streams in turn;
-/// events only, to the stream of the batch before them. Caller holds the sink pad's stream lock.
+/// returns at once; the next batch fills the next bank. The first compute thread that is free
+/// takes it (see take_batch). Caller holds the sink pad's stream lock.
 static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
   {
     std::lock_guard<std::mutex> lock(st->mutex);
@@ -430,15 +448,16 @@ static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
   st->pending = 0;
   std::shared_future<void> read = batch->read.get_future().share();
   std::shared_future<void> pushed = batch->pushed.get_future().share();
-  const size_t stream = batch->frames > 0 ? st->next_stream : st->last_stream;
-  st->compute[stream]->submit([self, st, batch] { run_batch(self, st, batch); });
   if (batch->frames > 0) {
     st->bank_free[st->bank] = read;
     st->bank = (st->bank + 1) % st->bank_free.size();
-    st->next_stream = (stream + 1) % st->compute.size();
   }
-  st->last_stream = stream;
   st->last = pushed;
+  {
+    std::lock_guard<std::mutex> lock(st->ready_mutex);
+    st->ready.push_back(std::move(batch));
+  }
+  for (auto& compute : st->compute) compute->submit([self, st] { take_batch(self, st); });
   return st->flow.load();
 }
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -316,36 +317,59 @@ TEST_CASE("cxrinfer: the compute thread runs each batch and pushes it while the 
   gst_harness_teardown(h);
 }
 
+namespace {
+
+/// Holds the push of the first frame (PTS 0) until released, or 20 s at most.
+struct Hold {
+  std::mutex mutex;
+  std::condition_variable cond;
+  bool released = false;
+  bool timed_out = false;
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex);
+    released = true;
+    cond.notify_all();
+  }
+};
+
+GstPadProbeReturn hold_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto* hold = static_cast<Hold*>(data);
+  if (GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)) != 0) return GST_PAD_PROBE_OK;
+  std::unique_lock<std::mutex> lock(hold->mutex);
+  hold->timed_out = !hold->cond.wait_for(lock, std::chrono::seconds(20), [&] { return hold->released; });
+  return GST_PAD_PROBE_OK;
+}
+
+}  // namespace
+
 TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave in order", "[infer]") {
-  // Three streams of one thread: batches go to "inf:torch", "inf:torch1", "inf:torch2" in
-  // turn; the order of frames and events and every result are those of one stream. A batch that
-  // finishes before its turn does not hold its thread: the thread that pushes the batch before
-  // it pushes it too.
+  // Three streams of one thread ("inf:torch", "inf:torch1", "inf:torch2"); the order of frames
+  // and events and every result are those of one stream. Each batch runs on the first thread
+  // that is free, and a batch that finishes before its turn does not hold its thread: the
+  // thread that pushes the batch before it pushes it too.
   cxrtest::TempDir t;
   const std::string card = make_card(t, "m", 2, 2);
   GstHarness* one = harness(card, 2, 0, FALSE, 1);
   GstHarness* h = harness(card, 2, 0, FALSE, 1, "auto", "true", 3, "inf");
   Trace trace;
+  Hold hold;
   GstPad* src = gst_element_get_static_pad(h->element, "src");
   gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
                     trace_probe, &trace, nullptr);
-  // The first frame is held downstream a while: the later streams finish meanwhile, and their
-  // frames must still wait for their turn.
-  gst_pad_add_probe(
-      src, GST_PAD_PROBE_TYPE_BUFFER,
-      [](GstPad*, GstPadProbeInfo* info, gpointer) {
-        if (GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)) == 0) g_usleep(300 * 1000);
-        return GST_PAD_PROBE_OK;
-      },
-      nullptr, nullptr);
+  // The thread that runs the first batch is held in its push of frame 0 until every frame is
+  // in. Meanwhile the other two run the batches after it. The pushes below get through only if
+  // they do: batch k fills input bank k % 4 (three streams and one to fill), so frame 14
+  // (batch 7) waits until batch 3 has run. A batch handed to the held thread in turn would
+  // never run, and the hold would end by its 20 s timeout instead.
+  gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, hold_probe, &hold, nullptr);
   gst_object_unref(src);
 
-  constexpr int kFrames = 13;  // six full batches and a partial one, run at EOS
+  constexpr int kFrames = 17;  // eight full batches and a partial one, run at EOS
   std::vector<std::string> expected;
   for (int i = 0; i < kFrames; ++i) {
     const auto pts = static_cast<GstClockTime>(i) * GST_SECOND;
-    REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(19 * i), pts)) == GST_FLOW_OK);
-    REQUIRE(gst_harness_push(one, frame(static_cast<guint8>(19 * i), pts)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(h, frame(static_cast<guint8>(13 * i), pts)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(one, frame(static_cast<guint8>(13 * i), pts)) == GST_FLOW_OK);
     expected.push_back("b" + std::to_string(i));
     if (i % 3 == 1) {
       const std::string name = "cxr-marker-" + std::to_string(i);
@@ -353,20 +377,24 @@ TEST_CASE("cxrinfer: streams run batches side by side; frames and events leave i
       expected.push_back("e" + name);
     }
   }
+  hold.release();
   REQUIRE(gst_harness_push_event(h, gst_event_new_eos()));
   REQUIRE(gst_harness_push_event(one, gst_event_new_eos()));
+  CHECK_FALSE(hold.timed_out);
   CHECK(gst_harness_buffers_received(h) == kFrames);
   {
     std::lock_guard<std::mutex> lock(trace.mutex);
     CHECK(trace.order == expected);
     REQUIRE(trace.buffer_threads.size() == kFrames);
+    const std::string held = trace.buffer_threads[0];
+    CHECK((held == "inf:torch" || held == "inf:torch1" || held == "inf:torch2"));
     for (int i = 0; i < kFrames; ++i) {
       const std::string& pusher = trace.buffer_threads[static_cast<size_t>(i)];
-      INFO("frame " << i << " pushed by " << pusher);
-      if (i < 6) {
-        // Batches 1 and 2 ran while frame 0 was held; "inf:torch" pushed them after it, and
-        // their own threads went on to the next batches.
-        CHECK(pusher == "inf:torch");
+      INFO("frame " << i << " pushed by " << pusher << ", frame 0 by " << held);
+      if (i < 8) {
+        // Batches 1 to 3 ran while frame 0 was held; the held thread pushed them after it,
+        // and the threads that ran them went on to the next batches.
+        CHECK(pusher == held);
       } else {
         CHECK((pusher == "inf:torch" || pusher == "inf:torch1" || pusher == "inf:torch2"));
       }
