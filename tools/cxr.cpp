@@ -47,7 +47,10 @@ int main(int argc, char** argv) {
   if (!std::strcmp(argv[1], "--version")) {
     std::printf("cxr %s\n", CXR_VERSION);
     const auto blas = cxr::models::blas_info();
-    if (!blas.library.empty()) std::printf("BLAS: %s, kernels %s\n", blas.library.c_str(), blas.core.c_str());
+    if (!blas.library.empty()) {
+      std::printf("BLAS: %s, kernels %s, threads: %s\n", blas.library.c_str(), blas.core.c_str(),
+                  blas.threading.c_str());
+    }
     if (!blas_note.empty()) std::printf("  %s\n", blas_note.c_str());
     return 0;
   }

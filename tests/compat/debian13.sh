@@ -44,7 +44,7 @@ chroot "$chroot_dir" /usr/bin/env CUDA="$cuda" SUFFIX="$suffix" /bin/bash -euo p
 export DEBIAN_FRONTEND=noninteractive
 pkgs="meson ninja-build pkg-config g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good libopencv-dev libpng-dev libdeflate-dev libjpeg62-turbo-dev
-  libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libopenblas0-pthread
+  libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libopenblas0-openmp
   python3-numpy python3-pydicom python3-pil"
 lib=/usr/lib/x86_64-linux-gnu
 b=/build$SUFFIX

@@ -22,6 +22,7 @@ using GetThreads = int (*)();
 struct OpenBlas {
   SetThreads set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   GetThreads get_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  GetThreads parallel = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
   GetString config = reinterpret_cast<GetString>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
   GetString corename = reinterpret_cast<GetString>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   Hook quit = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
@@ -76,6 +77,10 @@ BlasInfo blas_info() {
   const auto& o = openblas();
   if (o.config) info.library = o.config();
   if (o.corename) info.core = o.corename();
+  if (o.parallel) {
+    const int p = o.parallel();
+    info.threading = p == 2 ? "OpenMP" : p == 1 ? "pthreads" : "sequential";
+  }
   return info;
 }
 

@@ -4,7 +4,7 @@
 ///
 /// Debian's LibTorch sends its small convolutions (the 1x1 convolutions that are most of
 /// MobileNetV3's and EfficientNet's work) and its linear layers to whatever libblas.so.3 resolves
-/// to; the set-up installs OpenBLAS. OpenBLAS picks its kernels once, when it loads, from the
+/// to; the set-up installs OpenBLAS (its OpenMP build, see threads.hpp). OpenBLAS picks its kernels once, when it loads, from the
 /// CPU's model number. A CPU newer than the library (Debian 12's 0.3.21 does not know Sapphire
 /// Rapids, for one) gets its generic SSE3 kernels ("Prescott") even when it has AVX2 or AVX-512.
 /// Measured on such a CPU (1 thread, 224 px, batch 1): MobileNetV3-Large 43 img/s with
@@ -23,6 +23,9 @@ int blas_threads();
 struct BlasInfo {
   std::string library;  ///< "OpenBLAS 0.3.21 ..." (its build configuration), or "" when not OpenBLAS
   std::string core;     ///< the kernels OpenBLAS runs ("Haswell", "SkylakeX", ...), or ""
+  /// How OpenBLAS runs its threads: "OpenMP" (LibTorch's own threads: what the set-up selects),
+  /// "pthreads" (a pool of its own, beside LibTorch's: see threads.hpp), "sequential", or "".
+  std::string threading;
 };
 
 /// What the process runs (looked up at run time: libblas.so.3 is the system's choice).
