@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Installs what gst-cxr needs on Debian 12 (as root), configures and builds it in ./build.
+# Installs what gst-cxr needs on Debian 12 or 13 (as root), configures and builds it in ./build
+# (or $CXR_BUILD).
 # Idempotent and quiet when everything is already there. Sourced by run-demo and run-tests.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ CXR_PACKAGES=(
   libtorch-dev libopenblas0-openmp
   # reference implementations for the parity tests
   python3-torchvision python3-sklearn python3-pydicom python3-pil python3-numpy
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0  # parity tests drive pipelines from Python
   # PACS integration tests: a real Orthanc on loopback
   orthanc
 )
@@ -44,12 +46,13 @@ cxr_install_packages() {
   cxr_select_blas
 }
 
-# libblas.so.3 and liblapack.so.3, which LibTorch calls, and libopenblas.so.0 under them, resolve to
-# OpenBLAS built with OpenMP. Its threads are LibTorch's own OpenMP threads: called inside one of LibTorch's parallel loops it
-# runs on the calling thread, called outside one it uses that thread's pool. The pthread build
-# keeps a second pool that spins beside LibTorch's: on 2 vCPUs with 2 threads, MobileNetV3-Large
-# at batch 1 ran 96 img/s with it and 198 with the OpenMP build (EfficientNet-B1: 28 and 61).
-# Debian's alternatives prefer the pthread build when both are installed, so the choice is set.
+# libblas.so.3 and liblapack.so.3, which LibTorch calls, and libopenblas.so.0 under them, resolve
+# to OpenBLAS built with OpenMP. Its threads are LibTorch's own OpenMP threads: called inside one
+# of LibTorch's parallel loops it runs on the calling thread, called outside one it uses that
+# thread's pool. The pthread build keeps a second pool that spins beside LibTorch's: on 2 vCPUs
+# with 2 threads, MobileNetV3-Large at batch 1 ran 96 img/s with it and 198 with the OpenMP build
+# (EfficientNet-B1: 28 and 61). Debian's alternatives prefer the pthread build when both are
+# installed, so the choice is set.
 cxr_select_blas() {
   local triplet dir name
   triplet="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
@@ -82,6 +85,8 @@ cxr_build() {
 cxr_fetch_libtorch_api_headers() {
   local dest="$CXR_BUILD/libtorch-api"
   [ -f "$dest/usr/include/torch/csrc/api/include/torch/version.h" ] && return 0
+  # Debian 13 and later: the build itself is against LibTorch 2.x (tests/compat/meson.build).
+  grep -qs "TORCH_VERSION_MAJOR [2-9]" /usr/include/torch/csrc/api/include/torch/version.h && return 0
   local work mirror pkg component deb
   work="$(mktemp -d)"
   mirror="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |

@@ -4,7 +4,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <opencv2/core.hpp>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxraugment through a GstHarness: train-only, reproducible per (seed, epoch, index), properties.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 
 #include <map>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxrblur through a GstHarness: pixels equal the engine's, padded strides, property changes.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 
 #include "cxr/preprocess/blur.hpp"

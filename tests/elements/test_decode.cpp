@@ -2,7 +2,7 @@
 // cxrdecode in a GstHarness: whole-file buffers with and without scan meta, caps and pixels,
 // caps changes between scans, bad files (warning + cxr-scan-error event, or element error with
 // on-error=stop), and a filesrc pipeline that delivers a file in blocks.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxrequalize through a GstHarness: each mode's pixels, 8/16-bit, property changes mid-stream.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 
 #include "cxr/preprocess/equalize.hpp"

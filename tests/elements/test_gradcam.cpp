@@ -3,7 +3,7 @@
 // 16 bit, size changes mid-stream), CAM and result metas, targets, and model errors at start.
 #include <ATen/Parallel.h>
 
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 

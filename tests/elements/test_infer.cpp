@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxrinfer: batching, batch-timeout, EOS flush, events kept in order, results as meta and
 // messages, frames unchanged, and model errors at start.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
@@ -238,8 +238,8 @@ TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads
       CHECK(cxrtest::threads_named(compute) >= 2);
     }
     CHECK(at::get_num_threads() == 3);
-    // OpenBLAS's pool is process-wide and follows (where the process runs OpenBLAS, as the
-    // project's set-up installs).
+    // OpenBLAS's thread count is process-wide and follows (where the process runs OpenBLAS, as
+    // the project's set-up installs).
     const int blas = cxr::models::blas_threads();
     if (blas != -1) CHECK(blas == static_cast<int>(threads));
     gst_harness_teardown(h);

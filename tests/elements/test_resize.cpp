@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxrresize through a GstHarness: output caps per mode and per scan size, pixels, passthrough.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 
 #include "cxr/preprocess/resize.hpp"

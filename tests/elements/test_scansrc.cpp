@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 #include <sys/stat.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // State-change sweep over every element of the plugin (as gst-plugins-good's generic/states).
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/gst.h>
 
 #include <set>

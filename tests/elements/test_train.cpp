@@ -5,7 +5,7 @@
 // LibTorch first: glog's CHECK must not replace Catch's.
 #include "cxr/models/weights.hpp"
 
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Augmentation: Pillow's flip, sharpness and autocontrast; the (seed, epoch, index) draws.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 
 #include <opencv2/core.hpp>
 #include <set>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Gaussian blur: torchvision's kernel, reflect border and rounding, 8- and 16-bit, ROIs.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 
 #include <cmath>
 #include <opencv2/core.hpp>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Model cards: a good card, defaults, and bad cards whose errors name file:line and the choices.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>

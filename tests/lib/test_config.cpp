@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Pipeline TOML: good files, variables, includes, tee branches, the launch string's quoting, and
 // bad files whose errors name file:line and the valid choices.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <string>
 
 #include "cxr/config/pipeline.hpp"

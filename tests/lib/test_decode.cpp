@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxr::io decoding of PNG and JPEG: sniffing, every bundled sample, PNG variants written here
 // with libpng, depth handling, and every kind of bad input.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <png.h>
 #include <zlib.h>
 

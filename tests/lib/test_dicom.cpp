@@ -2,7 +2,7 @@
 // cxr::io DICOM decoding: reference stored values (pydicom's, from the shared data README),
 // presentation (MONOCHROME1, depth), lossless twins made at test time with DCMTK's tools, and
 // bad files (no pixel data, unsupported transfer syntax, forged size, truncation).
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>

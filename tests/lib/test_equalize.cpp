@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Histogram equalization: torchvision's rule (8-bit bit-exact), OpenCV's, CLAHE; 8/16-bit, ROIs.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>

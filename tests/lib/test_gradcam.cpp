@@ -4,7 +4,7 @@
 // 16 bit; scaling; errors. Parity with torchvision lives in tests/parity/parity_gradcam.py.
 #include <torch/torch.h>
 
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <cmath>
 #include <random>
 #include <string>

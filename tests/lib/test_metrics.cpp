@@ -2,7 +2,7 @@
 // Classification metrics against hand-computed values (sklearn's definitions): confusion,
 // accuracy, per-class and macro F1 (a class never predicted, a class never seen), AUROC with
 // ties, multilabel reports thresholding probabilities; bad input.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <cmath>
 #include <vector>
 

@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

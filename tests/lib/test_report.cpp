@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // lib/cxr/report: run directories, the study table, the ablation, gnuplot figures (real PNGs)
 // and the HTML page (every link resolves), study files and sweep parameters.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 
 #include <cmath>
 #include <cstdint>

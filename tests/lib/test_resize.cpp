@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Resize: torchvision's shorter-side rule, Pillow's antialiased BILINEAR, the four modes.
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 
 #include <cmath>
 #include <opencv2/core.hpp>

@@ -6,7 +6,7 @@
 // LibTorch first: glog's CHECK must not replace Catch's.
 #include <torch/torch.h>
 
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 
 #include <cmath>
 #include <filesystem>

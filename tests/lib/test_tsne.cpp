@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <algorithm>
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <cmath>
 #include <cstring>
 #include <limits>

@@ -3,7 +3,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/torch.h>
 
-#include <catch.hpp>
+#include "cxr_catch.hpp"
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

@@ -4,9 +4,10 @@
 ///
 /// Debian's LibTorch sends its small convolutions (the 1x1 convolutions that are most of
 /// MobileNetV3's and EfficientNet's work) and its linear layers to whatever libblas.so.3 resolves
-/// to; the set-up installs OpenBLAS (its OpenMP build, see threads.hpp). OpenBLAS picks its kernels once, when it loads, from the
-/// CPU's model number. A CPU newer than the library (Debian 12's 0.3.21 does not know Sapphire
-/// Rapids, for one) gets its generic SSE3 kernels ("Prescott") even when it has AVX2 or AVX-512.
+/// to; the set-up installs OpenBLAS (its OpenMP build, see threads.hpp). OpenBLAS picks its
+/// kernels once, when it loads, from the CPU's model number. A CPU newer than the library (Debian
+/// 12's 0.3.21 does not know Sapphire Rapids, for one) gets its generic SSE3 kernels
+/// ("Prescott") even when it has AVX2 or AVX-512.
 /// Measured on such a CPU (1 thread, 224 px, batch 1): MobileNetV3-Large 43 img/s with
 /// Prescott kernels, 86 with SkylakeX; EfficientNet-B1 20 and 35.
 

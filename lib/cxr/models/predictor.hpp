@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@ const char* to_string(Precision p);
 enum class Layout { Auto, ChannelsLast, Contiguous, OneDnn, Winograd };
 
 const char* to_string(Layout l);
+inline std::ostream& operator<<(std::ostream& out, Layout l) { return out << to_string(l); }
 
 /// The fastest of `n` candidates, as the layout choice of Layout::Auto makes it: `use(i)`
 /// switches to candidate i, `seconds(warm_up)` times one pass (after an untimed one when
