@@ -28,7 +28,7 @@
  * All LibTorch work (load, timing, every batch, whether the streaming thread or the
  * batch-timeout fills it) runs on one thread of the element's, "<name>:torch" (the name cut to
  * fit Linux's 15 characters), so that LibTorch keeps one OpenMP pool; `threads` sets its
- * intra-op threads (1 is often fastest at batch-size=1 on small machines).
+ * intra-op threads.
  *
  * `streams` runs that many batches side by side, each on its own compute thread ("<name>:torch",
  * "<name>:torch1", ...) with `threads` intra-op threads (0: the cores shared out), one network
@@ -773,8 +773,8 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
       gobject_class, PROP_THREADS,
       g_param_spec_uint("threads", "Threads",
                         "LibTorch intra-op threads of each stream (and OpenBLAS's, process-wide), set on the element's "
-                        "compute threads (0: leave both with one stream, the cores shared out with more; 1 is often "
-                        "fastest at batch-size=1 on small machines)",
+                        "compute threads (0: leave both with one stream, the cores shared out with more; "
+                        "streams=N threads=1 gives the most scans per second on small machines)",
                         0, 1024, DEFAULT_THREADS, ready_only));
   g_object_class_install_property(
       gobject_class, PROP_STREAMS,

@@ -54,7 +54,6 @@ struct PredictorOptions {
   /// Layout::Auto timing) and on the thread that calls run() (a GStreamer streaming thread is
   /// not the one the application configured); 0 leaves LibTorch's setting. Keep all calls on
   /// one thread (cxr::models::ComputeThread): see there for why.
-  /// On small machines one thread is often faster at batch 1.
   int threads = 0;
   Layout layout = Layout::Auto;        ///< built-in architectures with fold_batchnorm only
 };
