@@ -677,14 +677,8 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     st->batch_size = static_cast<guint>(options.max_batch);
     st->timeout = timeout;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
-    const auto blas = cxr::models::blas_info();
-    if (threads > 1 && blas.threading == "pthreads" && st->predictor->device() == "cpu") {
-      GST_WARNING_OBJECT(self,
-                         "%d threads on OpenBLAS's pthreads build: its own threads spin beside LibTorch's; its "
-                         "OpenMP build (libopenblas0-openmp, selected by tools/setup.sh) runs on LibTorch's "
-                         "(MobileNetV3 at batch 1 on 2 vCPUs: twice as fast)",
-                         threads);
-    }
+    const std::string blas_note = cxr::models::blas_thread_note(threads);
+    if (!blas_note.empty() && st->predictor->device() == "cpu") GST_WARNING_OBJECT(self, "%s", blas_note.c_str());
     GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s, %zu stream(s) of %d thread(s), overlap %s",
                     card.name.c_str(), card.architecture.c_str(), card.classes.size(),
                     st->predictor->device().c_str(), st->batch_size, cxr::models::to_string(st->predictor->layout()),

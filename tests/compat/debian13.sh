@@ -46,10 +46,6 @@ trap 'umount "$chroot_dir/shared" "$chroot_dir/src" "$chroot_dir/dev" "$chroot_d
 
 chroot "$chroot_dir" /usr/bin/env CUDA="$cuda" SUFFIX="$suffix" CHROOT_DIR="$chroot_dir" /bin/bash -euo pipefail -c '
 export DEBIAN_FRONTEND=noninteractive
-pkgs="meson ninja-build pkg-config g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good libopencv-dev libpng-dev libdeflate-dev libjpeg62-turbo-dev
-  libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libopenblas0-openmp
-  python3-numpy python3-pydicom python3-pil"
 lib=/usr/lib/x86_64-linux-gnu
 b=/build$SUFFIX
 export GST_PLUGIN_PATH_1_0=$b/plugins PATH=$b/tools:$PATH CXR_SAMPLES=/src/data/samples CXR_SOURCE_ROOT=/src \
@@ -62,6 +58,10 @@ if [ "$CUDA" = 0 ]; then
       echo "debian13: tools/run-tests FAILED (log: $CHROOT_DIR/tmp/run-tests.log)"; exit 1; }
   echo "debian13: tools/run-tests: $(awk "/^Ok:/ {print \$2}" /tmp/run-tests.log) tests pass, none failed"
 else
+  pkgs="meson ninja-build pkg-config g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good libopencv-dev libpng-dev libdeflate-dev libjpeg62-turbo-dev
+    libopenjp2-7-dev libdcmtk-dev dcmtk libtomlplusplus-dev libboost-dev gnuplot-nox libopenblas0-openmp
+    python3-numpy python3-pydicom python3-pil"
   if [ ! -e $lib/libtorch_cuda.so ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

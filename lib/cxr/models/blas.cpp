@@ -84,6 +84,14 @@ BlasInfo blas_info() {
   return info;
 }
 
+std::string blas_thread_note(int threads) {
+  if (threads <= 1 || blas_info().threading != "pthreads") return "";
+  return std::to_string(threads) +
+         " threads on OpenBLAS's pthreads build: its own threads spin beside LibTorch's; its OpenMP build "
+         "(libopenblas0-openmp, selected by tools/setup.sh) runs on LibTorch's (MobileNetV3 at batch 1 on 2 vCPUs: "
+         "twice as fast)";
+}
+
 std::string better_blas_core(const std::string& core, bool avx2, bool avx512) {
   bool weak = false;
   for (const char* name : kPreAvx2) weak = weak || strcasecmp(core.c_str(), name) == 0;

@@ -32,6 +32,10 @@ struct BlasInfo {
 /// What the process runs (looked up at run time: libblas.so.3 is the system's choice).
 BlasInfo blas_info();
 
+/// Why `threads` LibTorch threads on the CPU run slower here than they could, or "" when
+/// nothing is known against it: several threads on OpenBLAS's pthreads build.
+std::string blas_thread_note(int threads);
+
 /// The OpenBLAS kernel set that suits this CPU better than `core`, or "" when `core` is fine
 /// or nothing better fits: "SkylakeX" when the CPU has AVX-512 (F, BW, DQ, VL) and "Haswell"
 /// when it has AVX2 and FMA, for cores without AVX2 kernels (Prescott, Nehalem, Sandybridge,
