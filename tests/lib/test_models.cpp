@@ -716,6 +716,29 @@ TEST_CASE("models: ComputeThread runs every call on its one named thread, in ord
   CHECK(ran != std::thread::id());  // destroyed: joined without hanging
 }
 
+TEST_CASE("models: the caching CPU allocator hands out the block of a size freed last", "[models]") {
+  // The one freed last is still in the CPU's caches. Handing out the one freed first instead
+  // cycled a network's activations through every block of their size ever cached: after the
+  // layout timing at start had left a second set, MobileNetV3 ran ~15 % slower on 2 vCPUs.
+  use_caching_cpu_allocator();
+  const int64_t n = (int64_t{3} << 20) + 4096;  // floats; a size no other test uses
+  auto x = torch::empty({n});
+  auto y = torch::empty({n});
+  auto z = torch::empty({n});
+  const void* second = y.data_ptr();
+  const void* last = z.data_ptr();
+  x.reset();
+  y.reset();
+  z.reset();
+  auto a = torch::empty({n});
+  CHECK(a.data_ptr() == last);
+  a.reset();
+  auto b = torch::empty({n});
+  CHECK(b.data_ptr() == last);  // again: freed last
+  auto c = torch::empty({n});
+  CHECK(c.data_ptr() == second);
+}
+
 TEST_CASE("models: the caching CPU allocator hands large blocks out again instead of new pages", "[models]") {
   use_caching_cpu_allocator();
   use_caching_cpu_allocator();  // idempotent

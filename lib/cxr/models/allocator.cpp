@@ -31,9 +31,13 @@ class CachingCpuAllocator final : public c10::Allocator {
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      // The smallest free block that fits, if it wastes at most an eighth.
+      // The smallest free block that fits, if it wastes at most an eighth; of those of that
+      // size, the one freed last (equal keys keep their order of insertion), still warm in the
+      // CPU's caches. The one freed first would cycle a network's activations through every
+      // block of their size in the cache (MobileNetV3 ~15 % slower after the layout timing).
       auto it = free_.lower_bound(size);
       if (it != free_.end() && it->first <= size + size / 8) {
+        it = std::prev(free_.upper_bound(it->first));
         p = it->second.block;
         live_[p] = it->first;
         cached_ -= it->first;
