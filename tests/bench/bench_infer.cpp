@@ -7,13 +7,18 @@
 //                                                          STREAMS, that many threads run it side
 //                                                          by side, each with THREADS threads (as
 //                                                          cxrinfer's streams and threads)
-//   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between videotestsrc and
-//                                                          fakesink; PROPS: more cxrinfer properties
+//   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between appsrc (GRAY8
+//                                                          noise made up front) and fakesink; PROPS: more cxrinfer properties
 //                                                          ("overlap=off")
+//   bench-infer predictor CARD BATCH THREADS SECONDS LAYOUT  Predictor::run on its input bank
+//                                                          (LAYOUT auto, channels-last, ...): the
+//                                                          per-batch work of cxrinfer's compute
+//                                                          thread, without the stream
 //   bench-infer rss CARD SIZE BATCH FRAMES [PROPS]         VmRSS while streaming FRAMES scans
 //
 // Each prints one line "key value ..." for the driver to parse.
 #include <ATen/Parallel.h>
+#include <gst/app/gstappsrc.h>
 #include <gst/gst.h>
 #include <torch/torch.h>
 
@@ -22,13 +27,16 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/blas.hpp"
+#include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
+#include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
 
 namespace {
@@ -102,6 +110,34 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   return 0;
 }
 
+// Predictor::run on its input bank, batch after batch, on this thread: what cxrinfer's compute
+// thread does per batch, without the stream.
+int predictor(const std::string& card, int batch, int threads, double budget, const std::string& layout) {
+  cxr::models::PredictorOptions o;
+  o.device = "cpu";
+  o.max_batch = batch;
+  o.threads = threads;
+  for (auto l : {cxr::models::Layout::Auto, cxr::models::Layout::ChannelsLast, cxr::models::Layout::Contiguous,
+                 cxr::models::Layout::OneDnn, cxr::models::Layout::Winograd}) {
+    if (layout == cxr::models::to_string(l)) o.layout = l;
+  }
+  cxr::models::Predictor p(cxr::models::load_card(card), o);
+  for (int i = 0; i < batch; ++i) {
+    float* s = p.slot(static_cast<size_t>(i));
+    for (size_t k = 0; k < p.input_size(); ++k) s[k] = static_cast<float>((k * 7919 + i) % 255) / 255.0f;
+  }
+  p.run(static_cast<size_t>(batch));
+  int iters = 0;
+  const auto t0 = Clock::now();
+  do {
+    p.run(static_cast<size_t>(batch));
+    ++iters;
+  } while (seconds_since(t0) < budget || iters < 3);
+  std::cout << "predictor " << iters * batch / seconds_since(t0) << " layout " << cxr::models::to_string(p.layout())
+            << "\n";
+  return 0;
+}
+
 struct Probe {
   int frames = 0;
   int batch = 1;
@@ -119,11 +155,38 @@ GstPadProbeReturn on_buffer(GstPad*, GstPadProbeInfo*, gpointer data) {
   return GST_PAD_PROBE_OK;
 }
 
+// The source: appsrc handing out FRAMES scans of noise made once up front (16 distinct ones,
+// each buffer a new read-only wrapper of one of them; a copy in the RSS run), so that what the figures count beside the
+// forward is cxrinfer and the stream, not a test source's own per-frame work (videotestsrc's
+// snow pattern, random numbers per pixel, took ~0.17 ms of a core per 224 px frame: ~7 % of
+// MobileNetV3's throughput at batch 8 on 2 vCPUs).
+struct Source {
+  std::vector<std::vector<guint8>> frames;
+  int total = 0;
+  int pushed = 0;
+  bool copy = false;  // a fresh copy per buffer (the RSS run: a scan leaked anywhere shows)
+};
+
+void on_need_data(GstAppSrc* src, guint, gpointer data) {
+  auto* s = static_cast<Source*>(data);
+  if (s->pushed == s->total) {
+    gst_app_src_end_of_stream(src);
+    return;
+  }
+  auto& f = s->frames[static_cast<size_t>(s->pushed) % s->frames.size()];
+  GstBuffer* buf = s->copy ? gst_buffer_new_memdup(f.data(), f.size())
+                           : gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, f.data(), f.size(), 0, f.size(),
+                                                         nullptr, nullptr);
+  GST_BUFFER_PTS(buf) = gst_util_uint64_scale(static_cast<guint64>(s->pushed), GST_SECOND, 30);
+  GST_BUFFER_DURATION(buf) = GST_SECOND / 30;
+  ++s->pushed;
+  gst_app_src_push_buffer(src, buf);
+}
+
 int pipeline(const std::string& card, int size, int batch, int threads, int frames, bool rss,
              const std::string& props = "") {
   if (threads > 0) at::set_num_threads(threads);
-  const std::string desc = "videotestsrc num-buffers=" + std::to_string(frames) +
-                           " pattern=snow ! video/x-raw,format=GRAY8,width=" + std::to_string(size) +
+  const std::string desc = "appsrc name=src format=time caps=video/x-raw,format=GRAY8,width=" + std::to_string(size) +
                            ",height=" + std::to_string(size) + ",framerate=30/1 ! cxrinfer name=infer model=" + card +
                            " batch-size=" + std::to_string(batch) +
                            (threads > 0 ? " threads=" + std::to_string(threads) : std::string()) + " " + props +
@@ -134,6 +197,20 @@ int pipeline(const std::string& card, int size, int batch, int threads, int fram
     std::cerr << "bench-infer: " << err->message << "\n";
     return 1;
   }
+  Source source;
+  source.total = frames;
+  source.copy = rss;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 16; ++i) {
+    // GStreamer's default GRAY8 layout: rows padded to 4 bytes.
+    source.frames.emplace_back(static_cast<size_t>((size + 3) / 4 * 4) * static_cast<size_t>(size));
+    for (auto& v : source.frames.back()) v = static_cast<guint8>(rng() & 0xff);
+  }
+  GstElement* src = gst_bin_get_by_name(GST_BIN(pipe), "src");
+  GstAppSrcCallbacks callbacks{};
+  callbacks.need_data = on_need_data;
+  gst_app_src_set_callbacks(GST_APP_SRC(src), &callbacks, &source, nullptr);
+  gst_object_unref(src);
   Probe probe;
   probe.batch = batch;
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "sink");
@@ -190,6 +267,9 @@ int main(int argc, char** argv) {
     if ((a.size() == 7 || a.size() == 8) && a[0] == "raw") {
       return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6],
                  a.size() == 8 ? std::stoi(a[7]) : 1);
+    }
+    if (a.size() == 6 && a[0] == "predictor") {
+      return predictor(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stod(a[4]), a[5]);
     }
     if ((a.size() == 6 || a.size() == 7) && a[0] == "pipeline") {
       return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false,

@@ -9,8 +9,9 @@ For each architecture, batch 1 and 8, 224 and 255 px, one thread and all threads
     for ResNet-34, on oneDNN tensors with pre-packed weights and in channels-last with the 3x3
     convolutions by Winograd F(2x2, 3x3) (cxrinfer's memory-format=auto times them at start and
     keeps the fastest; the overhead is against the fastest),
-  - cxrinfer between videotestsrc (GRAY8 frames of the input size) and fakesink (bench-infer
-    pipeline: from the first to the last batch leaving the element).
+  - cxrinfer between appsrc (GRAY8 noise frames of the input size, made before the clock
+    starts, so that a test source's own per-frame work is not counted against cxrinfer) and
+    fakesink (bench-infer pipeline: from the first to the last batch leaving the element).
 With all threads (more than one), also the throughput setting: cxrinfer streams=N threads=1 (N
 batches side by side, one thread each) and, as its reference, N raw forwards side by side.
 Then the resident memory while streaming 1000 scans. Goals: cxrinfer >= 1.2x torchvision eager
