@@ -8,7 +8,8 @@
 //                                                          by side, each with THREADS threads (as
 //                                                          cxrinfer's streams and threads)
 //   bench-infer pipeline CARD SIZE BATCH THREADS FRAMES [PROPS]  cxrinfer between appsrc (GRAY8
-//                                                          noise made up front) and fakesink; PROPS: more cxrinfer properties
+//                                                          noise made up front) and fakesink;
+//                                                          PROPS: more cxrinfer properties
 //                                                          ("overlap=off")
 //   bench-infer predictor CARD BATCH THREADS SECONDS LAYOUT  Predictor::run on its input bank
 //                                                          (LAYOUT auto, channels-last, ...): the
@@ -117,9 +118,14 @@ int predictor(const std::string& card, int batch, int threads, double budget, co
   o.device = "cpu";
   o.max_batch = batch;
   o.threads = threads;
+  bool known = false;
   for (auto l : {cxr::models::Layout::Auto, cxr::models::Layout::ChannelsLast, cxr::models::Layout::Contiguous,
                  cxr::models::Layout::OneDnn, cxr::models::Layout::Winograd}) {
-    if (layout == cxr::models::to_string(l)) o.layout = l;
+    if (layout == cxr::models::to_string(l)) o.layout = l, known = true;
+  }
+  if (!known) {
+    std::cerr << "bench-infer: unknown layout '" << layout << "'\n";
+    return 2;
   }
   cxr::models::Predictor p(cxr::models::load_card(card), o);
   for (int i = 0; i < batch; ++i) {
@@ -156,10 +162,10 @@ GstPadProbeReturn on_buffer(GstPad*, GstPadProbeInfo*, gpointer data) {
 }
 
 // The source: appsrc handing out FRAMES scans of noise made once up front (16 distinct ones,
-// each buffer a new read-only wrapper of one of them; a copy in the RSS run), so that what the figures count beside the
-// forward is cxrinfer and the stream, not a test source's own per-frame work (videotestsrc's
-// snow pattern, random numbers per pixel, took ~0.17 ms of a core per 224 px frame: ~7 % of
-// MobileNetV3's throughput at batch 8 on 2 vCPUs).
+// each buffer a new read-only wrapper of one of them; a copy in the RSS run), so that what the
+// figures count beside the forward is cxrinfer and the stream, not a test source's own per-frame
+// work (videotestsrc's snow pattern, random numbers per pixel, took ~0.17 ms of a core per
+// 224 px frame: ~7 % of MobileNetV3's throughput at batch 8 on 2 vCPUs).
 struct Source {
   std::vector<std::vector<guint8>> frames;
   int total = 0;
@@ -282,6 +288,6 @@ int main(int argc, char** argv) {
     std::cerr << "bench-infer: " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: bench-infer blas|raw|pipeline|rss ...\n";
+  std::cerr << "usage: bench-infer blas|raw|predictor|pipeline|rss ...\n";
   return 2;
 }
