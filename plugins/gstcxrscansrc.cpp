@@ -76,6 +76,7 @@ struct _GstCxrScanSrc {
   std::vector<cxr::data::Phase> *phases;
   gsize phase, position;  // current phase, position within it
   gboolean sent_dataset, in_phase;
+  guint planned_epochs;  // the epochs of the schedule made in start(), announced in cxr-dataset
 };
 
 G_DEFINE_TYPE(GstCxrScanSrc, gst_cxr_scan_src, GST_TYPE_PUSH_SRC)
@@ -144,7 +145,10 @@ static void gst_cxr_scan_src_get_property(GObject *object, guint prop_id, GValue
   GST_OBJECT_UNLOCK(self);
 }
 
-static GstStructure *dataset_structure(const cxr::data::Dataset &ds, guint64 total, const gchar *name) {
+// The dataset's announcement: task, classes and their counts, buffers to come (`total`), and what
+// a trainer plans with: `epochs`, `scans` and the scans per split.
+static GstStructure *dataset_structure(const cxr::data::Dataset &ds, guint64 total, guint epochs,
+                                       const gchar *name) {
   std::vector<const gchar *> names;
   for (const auto &c : ds.classes) names.push_back(c.c_str());
   const auto c = ds.class_counts();
@@ -154,6 +158,11 @@ static GstStructure *dataset_structure(const cxr::data::Dataset &ds, guint64 tot
   GstStructure *s = gst_structure_copy(gst_event_get_structure(ev));
   gst_event_unref(ev);
   gst_structure_set_name(s, name);
+  guint64 per_split[4] = {0, 0, 0, 0};
+  for (const auto &sample : ds.samples) per_split[static_cast<int>(sample.split)]++;
+  gst_structure_set(s, "epochs", G_TYPE_UINT, epochs, "scans", G_TYPE_UINT64,
+                    static_cast<guint64>(ds.samples.size()), "train-scans", G_TYPE_UINT64, per_split[1],
+                    "val-scans", G_TYPE_UINT64, per_split[2], "test-scans", G_TYPE_UINT64, per_split[3], NULL);
   return s;
 }
 
@@ -195,12 +204,13 @@ static gboolean gst_cxr_scan_src_start(GstBaseSrc *src) {
     self->dataset = ds.release();
     self->phases = phases.release();
     self->phase = self->position = 0;
+    self->planned_epochs = epochs;
     self->sent_dataset = self->in_phase = FALSE;
     GST_INFO_OBJECT(self, "%zu scans, %zu classes, %zu phases", self->dataset->samples.size(),
                     self->dataset->classes.size(), self->phases->size());
     gst_element_post_message(
         GST_ELEMENT(self),
-        gst_message_new_element(GST_OBJECT(self), dataset_structure(*self->dataset, total, GST_CXR_EVENT_DATASET)));
+        gst_message_new_element(GST_OBJECT(self), dataset_structure(*self->dataset, total, epochs, GST_CXR_EVENT_DATASET)));
     return TRUE;
   });
 }
@@ -275,7 +285,7 @@ static GstFlowReturn gst_cxr_scan_src_create(GstPushSrc *psrc, GstBuffer **outbu
     gst_pad_push_event(pad, gst_event_new_segment(&bsrc->segment));
     guint64 total = 0;
     for (const auto &ph : *self->phases) total += ph.order.size();
-    GstStructure *s = dataset_structure(*self->dataset, total, GST_CXR_EVENT_DATASET);
+    GstStructure *s = dataset_structure(*self->dataset, total, self->planned_epochs, GST_CXR_EVENT_DATASET);
     gst_pad_push_event(pad, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
     self->sent_dataset = TRUE;
   }

@@ -194,17 +194,31 @@ TEST_CASE("cxrscansrc splits, undersamples and loops epochs with phase events", 
   CHECK(runs[3] == std::make_pair(1u, GST_CXR_SPLIT_VAL));
   CHECK(runs[4] == std::make_pair(1u, GST_CXR_SPLIT_TEST));
   int starts = 0, ends = 0;
-  guint64 total = 0;
+  guint64 total = 0, scans = 0, train = 0, val = 0, test = 0;
+  guint epochs = 0;
   while (GstEvent* ev = gst_harness_try_pull_event(h)) {
     if (const GstStructure* s = gst_cxr_event_get(ev, GST_CXR_EVENT_PHASE)) {
       const std::string state = gst_structure_get_string(s, "state");
       starts += state == "start";
       ends += state == "end";
     }
-    if (const GstStructure* s = gst_cxr_event_get(ev, GST_CXR_EVENT_DATASET)) gst_structure_get_uint64(s, "total", &total);
+    if (const GstStructure* s = gst_cxr_event_get(ev, GST_CXR_EVENT_DATASET)) {
+      // What a trainer plans with: the epochs and the scans per split.
+      CHECK(gst_structure_get_uint64(s, "total", &total));
+      CHECK(gst_structure_get_uint(s, "epochs", &epochs));
+      CHECK(gst_structure_get_uint64(s, "scans", &scans));
+      CHECK(gst_structure_get_uint64(s, "train-scans", &train));
+      CHECK(gst_structure_get_uint64(s, "val-scans", &val));
+      CHECK(gst_structure_get_uint64(s, "test-scans", &test));
+    }
     gst_event_unref(ev);
   }
   CHECK(total == expected);
+  CHECK(epochs == 2);
+  CHECK(scans == 48);
+  CHECK(train == 24);
+  CHECK(val == 12);
+  CHECK(test == 12);
   CHECK(starts == 5);
   CHECK(ends >= 4);  // the last end may still be on its way with EOS
   gst_harness_teardown(h);

@@ -4,7 +4,8 @@
 #  1. a run killed with SIGKILL in the middle of training and restarted with resume=true ends
 #     with the same weights, metrics and test predictions as an uninterrupted run (same seed,
 #     one LibTorch thread: bit-reproducible on the CPU);
-#  2. training and inference from one stream through a tee.
+#  2. training and inference from one stream through a tee, with `epochs` set on the source only:
+#     cxrtrain's cosine schedule takes it from the source's cxr-dataset event.
 set -euo pipefail
 tmp="$(mktemp -d)"
 pid=""
@@ -54,7 +55,7 @@ for name in ("best.pt", "last.pt"):
     bad = [k for k in da if not torch.equal(da[k], db[k])]
     assert not bad, f"{name}: {len(bad)} tensors differ after resume, e.g. {bad[:3]}"
 def rows(d):
-    return [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in open(f"{d}/metrics.jsonl")]
+    return [{k: v for k, v in json.loads(l).items() if k not in ("seconds", "train_seconds", "train_profile")} for l in open(f"{d}/metrics.jsonl")]
 assert rows(a) == rows(b), "metrics differ after resume"
 assert open(f"{a}/test_predictions.csv").read() == open(f"{b}/test_predictions.csv").read(), "test predictions differ"
 sa, sb = json.load(open(f"{a}/summary.json")), json.load(open(f"{b}/summary.json"))
@@ -62,9 +63,10 @@ assert sa["test"] == sb["test"] and sa["best_epoch"] == sb["best_epoch"], (sa, s
 print(f"resume: {len(rows(a))} epochs, identical weights, metrics and test predictions; test f1 {sa['test']['f1']:.3f}")
 PY
 
-# 2. Train and infer from one stream: the results sink gets every scan, the trainer its run.
+# 2. Train and infer from one stream: the results sink gets every scan, the trainer its run. The
+# trainer is not told the epochs: the source announces them.
 gst-launch-1.0 -q $src ! $prep ! tee name=t \
-  t. ! queue ! cxraugment seed=3 ! cxrtrain model=mobilenet_v3_large batch-size=8 epochs=$epochs output-dir="$tmp/tee" progress=false \
+  t. ! queue ! cxraugment seed=3 ! cxrtrain model=mobilenet_v3_large batch-size=8 output-dir="$tmp/tee" progress=false \
   t. ! queue ! cxrinfer model="$tmp/full/model.toml" ! cxrresultsink location="$tmp/tee.jsonl" > "$tmp/tee.log" 2>&1 \
   || { cat "$tmp/tee.log"; fail "tee pipeline failed"; }
 "$CXR_PYTHON" - "$tmp/tee" "$tmp/tee.jsonl" "$epochs" <<'PY'
@@ -72,6 +74,11 @@ import json, sys
 run, rows, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 summary = json.load(open(f"{run}/summary.json"))
 assert summary["epochs_completed"] == epochs, summary
+# The cosine schedule over the announced epochs: torch's CosineAnnealingLR(T_max=epochs), 0.01 -> 0.001.
+import math
+lrs = [json.loads(l)["lr"] for l in open(f"{run}/metrics.jsonl")]
+want = [0.001 + (0.01 - 0.001) * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+assert all(abs(a - b) < 1e-9 for a, b in zip(lrs, want)) and len(lrs) == epochs, (lrs, want)
 rows = [json.loads(l) for l in open(rows)]
 test = [r for r in rows if r.get("split") == "test"]
 assert len(test) == summary["test"]["n"], (len(test), summary["test"]["n"])
