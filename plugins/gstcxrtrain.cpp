@@ -322,7 +322,7 @@ static void post_epoch(GstCxrTrain* self, const cxr::train::EpochRow& row, bool 
   if (row.has_val)
     gst_structure_set(s, "val-loss", G_TYPE_DOUBLE, row.val.loss, "val-f1", G_TYPE_DOUBLE, row.val.macro_f1,
                       "val-accuracy", G_TYPE_DOUBLE, row.val.accuracy, NULL);
-  gst_structure_set(s, "row", G_TYPE_STRING, row.json({}).c_str(), NULL);
+  gst_structure_set(s, "row", G_TYPE_STRING, row.json().c_str(), NULL);
   gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
   if (!progress) return;
   char total[16] = "?";

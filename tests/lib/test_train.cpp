@@ -158,7 +158,19 @@ TEST_CASE("train: the trainer writes a run directory that loads back") {
   Trainer trainer(small_config(t / "run", 2));
   int steps = 0, epochs = 0;
   trainer.on_step = [&](const StepProgress& p) { steps++; CHECK(std::isfinite(p.loss)); };
-  trainer.on_epoch = [&](const EpochRow& r) { epochs++; CHECK(r.has_val); };
+  trainer.on_epoch = [&](const EpochRow& r) {
+    epochs++;
+    CHECK(r.has_val);
+    // The train phase's time split: every part measured, together the phase's wall time.
+    const auto& p = r.profile;
+    CHECK(p.forward > 0);
+    CHECK(p.backward > 0);
+    CHECK(p.optimizer > 0);
+    CHECK(p.input > 0);
+    CHECK(p.waiting >= 0);
+    CHECK(p.input + p.forward + p.backward + p.optimizer + p.waiting == Approx(r.train_seconds).epsilon(1e-6));
+    CHECK(r.train_seconds <= r.seconds);
+  };
   feed(trainer, 2);
   trainer.scan_error();
   trainer.finish();
@@ -177,6 +189,7 @@ TEST_CASE("train: the trainer writes a run directory that loads back") {
   const std::string metrics = read_file(t / "run/metrics.jsonl");
   CHECK(std::count(metrics.begin(), metrics.end(), '\n') == 2);
   CHECK(metrics.find("\"val_f1\":") != std::string::npos);
+  CHECK(metrics.find("\"train_profile\":{\"input\":") != std::string::npos);
   const std::string summary = read_file(t / "run/summary.json");
   CHECK(summary.find("\"confusion\":[[") != std::string::npos);
   CHECK(summary.find("\"scan_errors\":1") != std::string::npos);
@@ -225,6 +238,11 @@ TEST_CASE("train: bad settings are errors naming the setting") {
   c = small_config(t / "run", 2);
   c.pos_weight = {1, 2, 3};
   CHECK_THROWS_WITH(Trainer(c), Catch::Contains("pos-weight"));
+  c = small_config(t / "run", 2);
+  c.schedule.kind = cxr::train::Scheduler::Cosine;
+  c.schedule.epochs = 0;  // a cosine schedule without epochs fails before anything is written
+  CHECK_THROWS_WITH(Trainer(c), Catch::Contains("needs the number of epochs"));
+  CHECK_FALSE(fs::exists(t / "run/metrics.jsonl"));
   c = small_config(t / "run", 2);
   Trainer ok(c);
   CHECK_THROWS_AS(ok.add(Phase::Train, 0, pattern(0, 1), 5, {}, "x", 0), cxr::InvalidArgument);

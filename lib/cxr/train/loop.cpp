@@ -4,6 +4,8 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
 
+#include <chrono>
+
 #include "cxr/models/classifier.hpp"
 
 namespace cxr::train {
@@ -27,13 +29,23 @@ torch::Tensor probabilities(const torch::Tensor& logits, bool multilabel) {
 
 StepResult train_step(models::ClassifierImpl& model, torch::optim::Optimizer& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, const LossSpec& loss) {
+  using clock = std::chrono::steady_clock;
+  auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   model.train();
+  const auto t0 = clock::now();
   optimizer.zero_grad();
   torch::Tensor logits = model.forward(inputs);
   torch::Tensor l = compute_loss(logits, targets, loss);
+  const auto t1 = clock::now();
   l.backward();
+  const auto t2 = clock::now();
   optimizer.step();
-  return {l.item<double>(), logits.detach()};
+  StepResult r{l.item<double>(), logits.detach()};
+  const auto t3 = clock::now();
+  r.forward_seconds = seconds(t0, t1);
+  r.backward_seconds = seconds(t1, t2);
+  r.optimizer_seconds = seconds(t2, t3);
+  return r;
 }
 
 EvalResult evaluate(models::ClassifierImpl& model, const torch::Tensor& inputs,

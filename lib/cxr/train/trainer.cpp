@@ -101,8 +101,7 @@ struct PhaseAccumulator {
 
 }  // namespace
 
-std::string EpochRow::json(const std::vector<std::string>& classes) const {
-  (void)classes;
+std::string EpochRow::json() const {
   JsonObject o;
   o.add("epoch", epoch).add("train_loss", train.loss).add("train_f1", train.macro_f1)
       .add("train_accuracy", train.accuracy);
@@ -111,6 +110,10 @@ std::string EpochRow::json(const std::vector<std::string>& classes) const {
   else
     o.add_null("val_loss").add_null("val_f1").add_null("val_accuracy");
   o.add("lr", lr).add("seconds", seconds).add("best", best).add("train_scans", train.n).add("val_scans", val.n);
+  JsonObject t;
+  t.add("input", profile.input).add("forward", profile.forward).add("backward", profile.backward)
+      .add("optimizer", profile.optimizer).add("waiting", profile.waiting);
+  o.add("train_seconds", train_seconds).add_raw("train_profile", t.str());
   const metrics::Report& shown = has_val ? val : train;
   if (shown.multilabel) {
     o.add_raw(has_val ? "val_class_f1" : "train_class_f1", json_array(shown.f1));
@@ -149,6 +152,8 @@ struct Trainer::Impl {
   metrics::Report pending_train;
   double lr = 0;
   std::chrono::steady_clock::time_point epoch_start;
+  double pending_train_seconds = 0;  // wall time of the pending epoch's train phase
+  EpochProfile profile;              // of the train phase running or pending
 
   int done = 0;  // epochs complete
   int best_epoch = -1;
@@ -312,6 +317,9 @@ void Trainer::Impl::run_batch() {
   double l = 0;
   if (phase == Phase::Train) {
     StepResult r = train_step(*model, *optimizer, inputs, targets, loss);
+    profile.forward += r.forward_seconds;
+    profile.backward += r.backward_seconds;
+    profile.optimizer += r.optimizer_seconds;
     logits = r.logits;
     l = r.loss;
     ++steps;
@@ -341,6 +349,9 @@ void Trainer::Impl::run_batch() {
 }
 
 void Trainer::Impl::begin(Phase p, int e) {
+  // The learning rate first: a schedule that cannot give one must leave no half-begun epoch
+  // behind (finish() would close it as a bogus row).
+  const double next_lr = p == Phase::Train ? learning_rate(cfg.schedule, e) : lr;
   close_phase();
   // An epoch without a val phase closes when anything but its val phase begins.
   if (pending && !(p == Phase::Val && e == pending_epoch)) close_epoch(false, metrics::Report());
@@ -349,9 +360,10 @@ void Trainer::Impl::begin(Phase p, int e) {
   acc.clear();
   if (p == Phase::Train) {
     steps = 0;
-    lr = learning_rate(cfg.schedule, e);
+    lr = next_lr;
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
     epoch_start = std::chrono::steady_clock::now();
+    profile = EpochProfile();
   } else if (p == Phase::Test) {
     // Test metrics come from the best weights (the last epoch's when there was no val split).
     if (best_state.size() > 0) models::load_state_dict(*model, best_state, {}, "best weights");
@@ -365,6 +377,9 @@ void Trainer::Impl::close_phase() {
     pending = true;
     pending_epoch = epoch;
     pending_train = report();
+    pending_train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    profile.waiting = std::max(0.0, pending_train_seconds - profile.input - profile.forward - profile.backward -
+                                        profile.optimizer);
   } else if (phase == Phase::Val) {
     if (pending && pending_epoch == epoch) close_epoch(acc.n > 0, report());
   } else if (phase == Phase::Test) {
@@ -449,6 +464,8 @@ void Trainer::Impl::close_epoch(bool has_val, const metrics::Report& val) {
   row.val = val;
   row.lr = lr;
   row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+  row.train_seconds = pending_train_seconds;
+  row.profile = profile;
   train_seconds += row.seconds;
   // Without a val split the last epoch is the one kept.
   row.best = has_val ? val.loss < best_val_loss : true;
@@ -466,7 +483,7 @@ void Trainer::Impl::close_epoch(bool has_val, const metrics::Report& val) {
     }
   }
   write_state(models::state_dict(*model), "last.pt");
-  metric_lines.push_back(row.json(cfg.classes));
+  metric_lines.push_back(row.json());
   std::string text;
   for (const auto& l : metric_lines) text += l + "\n";
   write_file_atomic(file("metrics.jsonl"), text);
@@ -499,6 +516,9 @@ void Trainer::Impl::write_summary() {
 Trainer::Trainer(TrainConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->owner = this;
   impl_->cfg = std::move(config);
+  // A schedule that cannot give the first epoch's rate (cosine without epochs) fails here,
+  // before anything is built or written.
+  learning_rate(impl_->cfg.schedule, 0);
   impl_->build(*this);
 }
 
@@ -510,10 +530,6 @@ std::string Trainer::device() const { return impl_->device.str(); }
 const std::vector<EpochRow>& Trainer::history() const { return impl_->history; }
 int Trainer::best_epoch() const { return impl_->best_epoch; }
 const metrics::Report& Trainer::test_report() const { return impl_->test; }
-
-void Trainer::set_epochs(int epochs) {
-  if (epochs > 0) impl_->cfg.schedule.epochs = epochs;
-}
 
 bool Trainer::add(Phase phase, int epoch, const cv::Mat& scan, int label, const std::vector<uint8_t>& labels,
                   const std::string& path, uint64_t index) {
@@ -542,8 +558,10 @@ bool Trainer::add(Phase phase, int epoch, const cv::Mat& scan, int label, const 
                           std::to_string(s.cfg.input.height) + " (resize upstream, or set input-size)");
   }
   if (phase != s.phase || epoch != s.epoch) s.begin(phase, epoch);
+  const auto t0 = std::chrono::steady_clock::now();
   float* slot = s.batch.data_ptr<float>() + s.filled * s.slot_floats();
   models::prepare_input_into(scan, s.cfg.input, slot);
+  if (phase == Phase::Train) s.profile.input += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (s.multilabel)
     for (uint8_t v : labels) s.batch_multi.push_back(v ? 1.0f : 0.0f);
   else

@@ -66,6 +66,15 @@ struct TrainConfig {
   float threshold = 0.5f;                   ///< multilabel decision threshold on sigmoid probabilities
 };
 
+/// Where an epoch's training phase spent its wall time, in seconds.
+struct EpochProfile {
+  double input = 0;      ///< scans into the batch tensor (normalise, replicate channels)
+  double forward = 0;    ///< forward pass and loss
+  double backward = 0;
+  double optimizer = 0;  ///< zero_grad is in forward
+  double waiting = 0;    ///< the rest: the trainer waiting for scans from upstream, and metrics
+};
+
 /// One row of metrics.jsonl.
 struct EpochRow {
   int epoch = 0;
@@ -73,10 +82,12 @@ struct EpochRow {
   bool has_val = false;
   metrics::Report val;
   double lr = 0;
-  double seconds = 0;
+  double seconds = 0;        ///< the epoch's wall time, train and val phases
+  double train_seconds = 0;  ///< the train phase's wall time
+  EpochProfile profile;      ///< how train_seconds split
   bool best = false;
   /// The JSON object of the row (one line, no newline).
-  std::string json(const std::vector<std::string>& classes) const;
+  std::string json() const;
 };
 
 /// One optimisation step, for progress reports.
@@ -105,10 +116,6 @@ class Trainer {
   /// Called after each optimisation step / each closed epoch (on the streaming thread).
   std::function<void(const StepProgress&)> on_step;
   std::function<void(const EpochRow&)> on_epoch;
-
-  /// Tells the trainer how many epochs the stream carries, when it learns it after construction
-  /// (the cosine schedule needs it before the first step).
-  void set_epochs(int epochs);
 
   /// Adds one scan of `phase` in `epoch` (a switch of phase or epoch closes the previous one).
   /// `label` is the class index (multiclass), `labels` the multi-hot vector (multilabel). The
