@@ -203,6 +203,44 @@ TEST_CASE("patient-grouped split puts no patient in two splits", "[sampling]") {
   CHECK(std::abs(n[Split::Test] - 45) <= 3);
 }
 
+TEST_CASE("patient-grouped split is stratified by each patient's class", "[sampling]") {
+  // 300 scans of class a, 60 of class b, 3 scans per patient: without stratification the val and
+  // test shares of class b wander with the shuffle; with it each class is split 70/15/15.
+  for (uint64_t seed : {1u, 2u, 3u, 30u}) {
+    Dataset ds = synthetic(300, 60, true);
+    SplitParams p;
+    p.fractions = {0.7, 0.15, 0.15};
+    p.seed = seed;
+    assign_splits(ds, p);
+    std::map<std::string, std::set<Split>> seen;
+    for (const auto& s : ds.samples) seen[s.patient_id].insert(s.split);
+    for (const auto& [pid, splits] : seen) CHECK(splits.size() == 1);
+    auto b = split_counts(ds, 1);
+    CHECK(std::abs(b[Split::Train] - 42) <= 3);
+    CHECK(std::abs(b[Split::Val] - 9) <= 3);
+    CHECK(std::abs(b[Split::Test] - 9) <= 3);
+  }
+}
+
+TEST_CASE("a split the index gives to val or test stays; the fractions divide the rest", "[sampling]") {
+  Dataset ds = synthetic(100, 40, true);
+  for (size_t i = 0; i < ds.samples.size(); i += 4) ds.samples[i].split = Split::Test;  // an official test set
+  for (size_t i = 1; i < ds.samples.size(); i += 4) ds.samples[i].split = Split::Train;
+  const Dataset before = ds;
+  SplitParams p;
+  p.fractions = parse_fractions("0.8,0.2");
+  assign_splits(ds, p);
+  int val = 0, test = 0;
+  for (size_t i = 0; i < ds.samples.size(); ++i) {
+    if (before.samples[i].split == Split::Test) CHECK(ds.samples[i].split == Split::Test);
+    if (before.samples[i].split != Split::Test) CHECK(ds.samples[i].split != Split::Test);
+    val += ds.samples[i].split == Split::Val;
+    test += ds.samples[i].split == Split::Test;
+  }
+  CHECK(test == 35);
+  CHECK(std::abs(val - 21) <= 3);  // 20 % of the 105 others, whole patients
+}
+
 TEST_CASE("fractions are validated", "[sampling]") {
   CHECK(parse_fractions("0.8,0.2") == std::vector<double>{0.8, 0.2, 0.0});
   CHECK_THROWS_WITH(parse_fractions("0.7,0.2,0.2"), Catch::Contains("sum to"));

@@ -97,42 +97,61 @@ void assign_splits(Dataset& ds, const SplitParams& params) {
   if (params.fractions.size() != 3) throw InvalidArgument("assign_splits: need 3 fractions");
   std::mt19937_64 rng(params.seed);
   const Split order[3] = {Split::Train, Split::Val, Split::Test};
-  const bool patients = params.by_patient && std::any_of(ds.samples.begin(), ds.samples.end(),
-                                                        [](const Sample& s) { return !s.patient_id.empty(); });
-  if (patients) {
-    // Group by patient (first-seen order), shuffle the groups, fill splits by scan count.
-    std::map<std::string, size_t> group_of;
-    std::vector<std::vector<size_t>> groups;
-    for (size_t i = 0; i < ds.samples.size(); ++i) {
-      const std::string key = ds.samples[i].patient_id.empty() ? "#" + std::to_string(i) : ds.samples[i].patient_id;
-      auto [it, fresh] = group_of.emplace(key, groups.size());
-      if (fresh) groups.emplace_back();
-      groups[it->second].push_back(i);
+  // The pool: scans the index leaves unassigned or in train. Scans it puts in val or test stay
+  // there (an official test set stays the test set; val is carved out of its train part).
+  std::vector<size_t> pool;
+  for (size_t i = 0; i < ds.samples.size(); ++i)
+    if (ds.samples[i].split == Split::None || ds.samples[i].split == Split::Train) pool.push_back(i);
+  const bool patients = params.by_patient && std::any_of(pool.begin(), pool.end(), [&](size_t i) {
+    return !ds.samples[i].patient_id.empty();
+  });
+  const bool multiclass = ds.task == Task::Multiclass;
+  // Units: a patient's scans together, or single scans. Each unit has a stratum: its class
+  // (a patient's most frequent class, the lowest on a tie) for multiclass data, else one stratum.
+  std::map<std::string, size_t> unit_of;
+  std::vector<std::vector<size_t>> units;
+  for (size_t i : pool) {
+    const std::string key = patients && !ds.samples[i].patient_id.empty() ? ds.samples[i].patient_id
+                                                                          : "#" + std::to_string(i);
+    auto [it, fresh] = unit_of.emplace(key, units.size());
+    if (fresh) units.emplace_back();
+    units[it->second].push_back(i);
+  }
+  std::map<int, std::vector<size_t>> strata;  // stratum -> units, in first-seen order
+  for (size_t u = 0; u < units.size(); ++u) {
+    int stratum = -1;
+    if (multiclass) {
+      std::map<int, size_t> votes;
+      for (size_t i : units[u]) votes[ds.samples[i].label]++;
+      size_t best = 0;
+      for (const auto& [label, n] : votes)
+        if (n > best) best = n, stratum = label;
     }
-    std::vector<size_t> g(groups.size());
-    std::iota(g.begin(), g.end(), 0);
-    shuffle(g, rng);
-    const double n = static_cast<double>(ds.samples.size());
+    strata[stratum].push_back(u);
+  }
+  for (auto& [stratum, us] : strata) {
+    shuffle(us, rng);
+    if (!patients) {
+      // Single scans: exact counts per stratum, as train_test_split(stratify=...) gives.
+      const size_t n = us.size();
+      const size_t n_train = static_cast<size_t>(std::llround(params.fractions[0] * n));
+      const size_t n_val = std::min(n - n_train, static_cast<size_t>(std::llround(params.fractions[1] * n)));
+      for (size_t k = 0; k < n; ++k)
+        ds.samples[units[us[k]][0]].split = order[k < n_train ? 0 : (k < n_train + n_val ? 1 : 2)];
+      continue;
+    }
+    // Patients: fill the splits in order by scan count, each patient placed by its centre.
+    size_t scans = 0;
+    for (size_t u : us) scans += units[u].size();
+    const double n = static_cast<double>(scans);
     const double bound[2] = {params.fractions[0] * n, (params.fractions[0] + params.fractions[1]) * n};
     size_t done = 0;
-    for (size_t k : g) {
-      const double mid = done + groups[k].size() / 2.0;  // place a group by its centre
+    for (size_t u : us) {
+      const double mid = done + units[u].size() / 2.0;
       const int s = mid < bound[0] ? 0 : (mid < bound[1] ? 1 : 2);
-      for (size_t i : groups[k]) ds.samples[i].split = order[s];
-      done += groups[k].size();
+      for (size_t i : units[u]) ds.samples[i].split = order[s];
+      done += units[u].size();
     }
-    return;
-  }
-  // Stratified: split each class (or the unlabelled / multi-label pool) in the fractions.
-  std::map<int, std::vector<size_t>> strata;
-  for (size_t i = 0; i < ds.samples.size(); ++i)
-    strata[ds.task == Task::Multiclass ? ds.samples[i].label : -1].push_back(i);
-  for (auto& [label, idx] : strata) {
-    shuffle(idx, rng);
-    const size_t n = idx.size();
-    const size_t n_train = static_cast<size_t>(std::llround(params.fractions[0] * n));
-    const size_t n_val = std::min(n - n_train, static_cast<size_t>(std::llround(params.fractions[1] * n)));
-    for (size_t k = 0; k < n; ++k) ds.samples[idx[k]].split = order[k < n_train ? 0 : (k < n_train + n_val ? 1 : 2)];
   }
 }
 

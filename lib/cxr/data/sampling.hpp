@@ -26,10 +26,13 @@ struct SplitParams {
 /// Parses "0.7,0.15,0.15" (two values: train/val; three: train/val/test).
 std::vector<double> parse_fractions(const std::string& text);
 
-/// Assigns train/val/test to every sample. Stratified by class for multiclass data (each
-/// class split in the given fractions, rounded), patient-grouped when patient ids are present
-/// (patients shuffled, then filled into splits in order until each split's share of scans is
-/// reached): no patient ends up in two splits. Deterministic for a seed.
+/// Assigns train/val/test to the scans the index left unassigned or in train; scans the index
+/// put in val or test keep their split (so `0.85,0.15` carves a validation set out of a train
+/// split while an official test split stays whole). Stratified by class for multiclass data;
+/// patient-grouped when patient ids are present: no patient ends up in two splits, and each
+/// patient counts towards its most frequent class (patients shuffled per class, then filled
+/// into splits in order until each split's share of that class's scans is reached).
+/// Deterministic for a seed.
 void assign_splits(Dataset& ds, const SplitParams& params);
 
 struct Phase {
