@@ -21,10 +21,15 @@
  * queues it, so that the network runs back to back; at most one batch per stream is in flight
  * while the next fills. Without it, the streaming thread waits for each batch.
  *
- * On the CPU, `memory-format=auto` (the default) times the layouts the network has for a full
- * batch at start (NCHW, channels-last and, for ResNet-34, oneDNN's blocked tensors with convolution
- * weights packed once, and channels-last with the 3x3 convolutions by Winograd F(2x2,3x3)) and
- * keeps the fastest; the element's INFO log names the choice.
+ * On the CPU, `memory-format=auto` (the default) runs the layout remembered for this machine,
+ * model, input size, batch size, threads and streams in `layout-cache` (by default
+ * `$XDG_CACHE_HOME/gst-cxr/layouts.tsv`). Without one, it times the layouts the network has
+ * (channels-last, and NCHW or, for ResNet-34, oneDNN's blocked tensors with convolution weights
+ * packed once and channels-last with the 3x3 convolutions by Winograd F(2x2,3x3)) on the first
+ * full batches of the stream itself: every candidate runs a warm-up batch and a timed one,
+ * every scan gets its result (the layouts differ only by float rounding), and the fastest is
+ * kept and remembered. The element's INFO log names the choice and how it was made.
+ * `layout-cache=""` (or `CXR_LAYOUT_CACHE=off`) remembers nothing.
  * All LibTorch work (load, timing, every batch, whether the streaming thread or the
  * batch-timeout fills it) runs on one thread of the element's, "<name>:torch" (the name cut to
  * fit Linux's 15 characters), so that LibTorch keeps one OpenMP pool; `threads` sets its
@@ -65,6 +70,7 @@
 #include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/layout_cache.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
@@ -123,7 +129,7 @@ static GType gst_cxr_precision_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP, PROP_STREAMS };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP, PROP_STREAMS, PROP_LAYOUT_CACHE };
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_BATCH_SIZE 1
 #define DEFAULT_BATCH_TIMEOUT 0
@@ -231,6 +237,7 @@ struct _GstCxrInfer {
   GstCxrMemoryFormat memory_format;
   gboolean overlap;
   guint streams;
+  gchar* layout_cache;  // NULL: cxr::models::default_layout_cache()
 
   InferState* state;
 };
@@ -263,6 +270,10 @@ static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GVa
     case PROP_MEMORY_FORMAT: self->memory_format = static_cast<GstCxrMemoryFormat>(g_value_get_enum(value)); break;
     case PROP_OVERLAP: self->overlap = g_value_get_boolean(value); break;
     case PROP_STREAMS: self->streams = g_value_get_uint(value); break;
+    case PROP_LAYOUT_CACHE:
+      g_free(self->layout_cache);
+      self->layout_cache = g_value_dup_string(value);
+      break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -282,6 +293,7 @@ static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_MEMORY_FORMAT: g_value_set_enum(value, self->memory_format); break;
     case PROP_OVERLAP: g_value_set_boolean(value, self->overlap); break;
     case PROP_STREAMS: g_value_set_uint(value, self->streams); break;
+    case PROP_LAYOUT_CACHE: g_value_set_string(value, self->layout_cache); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -643,6 +655,8 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.max_batch = static_cast<int>(self->batch_size);
   streams = self->streams;
   options.input_banks = static_cast<int>(streams) + 1;  // one more to fill while each stream runs one
+  options.streams = static_cast<int>(streams);
+  options.layout_cache = self->layout_cache ? self->layout_cache : cxr::models::default_layout_cache();
   options.embeddings = self->embeddings;
   options.threads = cxr::models::threads_per_stream(static_cast<int>(self->threads), static_cast<int>(streams));
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
@@ -661,6 +675,9 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     if (model.empty()) throw cxr::ConfigError("no model card: set the 'model' property");
     auto st = std::make_unique<InferState>();
     auto card = cxr::models::load_card(model);
+    options.on_layout = [self](cxr::models::Layout chosen, const std::string& how) {
+      GST_INFO_OBJECT(self, "memory format %s: %s", cxr::models::to_string(chosen), how.c_str());
+    };
     for (size_t i = 0; i < streams; ++i) {
       st->compute.push_back(
           std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self), i)));
@@ -726,6 +743,7 @@ static void gst_cxr_infer_finalize(GObject* object) {
   GstCxrInfer* self = GST_CXR_INFER(object);
   gst_cxr_infer_stop(self);
   g_free(self->model);
+  g_free(self->layout_cache);
   g_free(self->device);
   G_OBJECT_CLASS(gst_cxr_infer_parent_class)->finalize(object);
 }
@@ -787,6 +805,12 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
                         "Layout of activations and weights (built-in architectures); which is faster depends on the "
                         "network and the CPU",
                         gst_cxr_memory_format_get_type(), DEFAULT_MEMORY_FORMAT, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_LAYOUT_CACHE,
+      g_param_spec_string("layout-cache", "Layout cache",
+                          "File that remembers memory-format=auto's choice per machine and work (unset: "
+                          "$CXR_LAYOUT_CACHE, else $XDG_CACHE_HOME/gst-cxr/layouts.tsv; empty: remember nothing)",
+                          nullptr, ready_only));
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray classifier", "Filter/Analyzer/Video",
                                         "LibTorch inference from a model card; attaches results to each scan",

@@ -12,8 +12,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -26,6 +29,7 @@
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/layout_cache.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/silu.hpp"
 #include "cxr/models/threads.hpp"
@@ -350,6 +354,162 @@ TEST_CASE("models: Predictor gives the same results in every memory format; auto
       if (resnet) CHECK(winograd[i].probabilities[c] == Approx(cl[i].probabilities[c]).margin(1e-5));
     }
   }
+}
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+LayoutKey key_of(const ModelCard& card, const PredictorOptions& o) {
+  LayoutKey k;
+  k.architecture = card.architecture;
+  k.height = card.input.height;
+  k.width = card.input.width;
+  k.batch = o.max_batch;
+  k.threads = o.threads;
+  k.streams = o.streams;
+  return k;
+}
+
+}  // namespace
+
+TEST_CASE("models: auto times the layouts on the first full batches, keeps every result, remembers", "[models]") {
+  cxrtest::TempDir t;
+  const std::string architecture = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
+  CAPTURE(architecture);
+  const ModelCard card = small_card(t, architecture, 64, 80, 3);
+  // ResNet-34 has 3 candidates, MobileNetV3 2: a warm-up batch and a timed one each.
+  const size_t trial_batches = architecture == "resnet34" ? 6 : 4;
+  const std::vector<cv::Mat> scans = noise_scans(static_cast<int>(2 * trial_batches + 3), 97, 131, 70);
+  PredictorOptions o;
+  o.device = "cpu";
+  o.threads = 1;
+  o.max_batch = 2;
+  o.layout = Layout::Contiguous;
+  const auto reference = Predictor(card, o).predict(scans);
+
+  o.layout = Layout::Auto;
+  o.layout_cache = t / "cache/layouts.tsv";
+  std::vector<std::string> notes;
+  o.on_layout = [&](Layout, const std::string& how) { notes.push_back(how); };
+  Predictor first(card, o);
+  CHECK_FALSE(first.layout_settled());
+  // Every scan of the trial gets its result, equal to a pinned layout's within float rounding.
+  std::vector<Prediction> got;
+  for (size_t start = 0; start < scans.size(); start += 2) {
+    const size_t n = std::min<size_t>(2, scans.size() - start);
+    for (size_t i = 0; i < n; ++i) prepare_input_into(scans[start + i], card.input, first.slot(i));
+    CHECK(first.layout_settled() == (start / 2 >= trial_batches));
+    for (auto& p : first.run(n)) got.push_back(std::move(p));
+  }
+  CHECK(first.layout_settled());
+  REQUIRE(got.size() == scans.size());
+  for (size_t i = 0; i < scans.size(); ++i)
+    for (size_t c = 0; c < 3; ++c) CHECK(got[i].probabilities[c] == Approx(reference[i].probabilities[c]).margin(1e-5));
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("timed on the first batches") != std::string::npos);
+  CHECK(notes[0].find("remembered in " + o.layout_cache) != std::string::npos);
+  const std::string text = read_text(o.layout_cache);
+  CHECK(text.find("arch=" + architecture) != std::string::npos);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+  CHECK(lookup_layout(o.layout_cache, key_of(card, o).str(), std::time(nullptr)) == to_string(first.layout()));
+
+  // A second predictor with the same key starts settled on the remembered layout.
+  notes.clear();
+  Predictor second(card, o);
+  CHECK(second.layout_settled());
+  CHECK(second.layout() == first.layout());
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("remembered in") != std::string::npos);
+  // Another batch size is another key: timed anew, and the file then holds both.
+  o.max_batch = 3;
+  Predictor third(card, o);
+  CHECK_FALSE(third.layout_settled());
+}
+
+TEST_CASE("models: the layout cache is never trusted blindly and never an error", "[models]") {
+  cxrtest::TempDir t;
+  const ModelCard card = small_card(t, "mobilenet_v3_large", 64, 64, 3);
+  PredictorOptions o;
+  o.device = "cpu";
+  o.threads = 1;
+  o.max_batch = 2;
+  o.layout_cache = t / "layouts.tsv";
+  const std::string key = key_of(card, o).str();
+  const int64_t now = std::time(nullptr);
+
+  // A remembered choice is used as it is, whatever it is.
+  REQUIRE(remember_layout(o.layout_cache, key, "contiguous", "by hand", now));
+  CHECK(Predictor(card, o).layout() == Layout::Contiguous);
+  REQUIRE(remember_layout(o.layout_cache, key, "channels-last", "by hand", now));
+  CHECK(Predictor(card, o).layout() == Layout::ChannelsLast);
+
+  // Stale, from the future, of another key, a layout this network lacks: timed anew.
+  const int64_t day = 86400;
+  REQUIRE(remember_layout(o.layout_cache, key, "contiguous", "", now - (kLayoutCacheMaxAgeDays + 1) * day));
+  CHECK(lookup_layout(o.layout_cache, key, now) == "");
+  CHECK_FALSE(Predictor(card, o).layout_settled());
+  REQUIRE(remember_layout(o.layout_cache, key, "contiguous", "", now + 3 * day));
+  CHECK_FALSE(Predictor(card, o).layout_settled());
+  REQUIRE(remember_layout(o.layout_cache, key + "x", "contiguous", "", now));
+  CHECK(lookup_layout(o.layout_cache, key, now) == "");
+  REQUIRE(remember_layout(o.layout_cache, key, "winograd", "", now));  // ResNet-34's only
+  CHECK_FALSE(Predictor(card, o).layout_settled());
+
+  // Corrupt files: garbage, a truncated line, binary zeros, a layout name that does not exist.
+  for (const std::string& junk : {std::string("\x89PNG\r\n\x1a\n garbage"), "v1\t" + key + "\tcontig",
+                                 std::string(100, '\0'), "v1\t" + key + "\tfastest\t" + std::to_string(now) + "\t\n"}) {
+    {
+      std::ofstream out(o.layout_cache, std::ios::binary | std::ios::trunc);
+      out << junk;
+    }
+    CHECK(lookup_layout(o.layout_cache, key, now) == "");
+    Predictor p(card, o);
+    CHECK_FALSE(p.layout_settled());
+    const std::vector<cv::Mat> scans = noise_scans(12, 64, 64, 5);
+    p.predict(scans);  // 6 full batches: the trial (4) ends and rewrites the file
+    CHECK(p.layout_settled());
+    CHECK(lookup_layout(o.layout_cache, key, now) == to_string(p.layout()));
+  }
+
+  // A cache that cannot be written (its folder is a file) is no error: the trial still settles.
+  o.layout_cache = t / "layouts.tsv/sub.tsv";
+  CHECK_FALSE(remember_layout(o.layout_cache, key, "contiguous", "", now));
+  Predictor p(card, o);
+  p.predict(noise_scans(12, 64, 64, 5));
+  CHECK(p.layout_settled());
+
+  // Where the cache lives by default (the environment put back afterwards).
+  const char* const names[] = {"CXR_LAYOUT_CACHE", "XDG_CACHE_HOME", "HOME"};
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+  for (const char* n : names) {
+    const char* v = std::getenv(n);
+    saved.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
+  }
+  ::setenv("CXR_LAYOUT_CACHE", "off", 1);
+  CHECK(default_layout_cache() == "");
+  ::setenv("CXR_LAYOUT_CACHE", "/tmp/x.tsv", 1);
+  CHECK(default_layout_cache() == "/tmp/x.tsv");
+  ::unsetenv("CXR_LAYOUT_CACHE");
+  ::setenv("XDG_CACHE_HOME", "/var/cache/me", 1);
+  CHECK(default_layout_cache() == "/var/cache/me/gst-cxr/layouts.tsv");
+  ::unsetenv("XDG_CACHE_HOME");
+  ::setenv("HOME", "/home/me", 1);
+  CHECK(default_layout_cache() == "/home/me/.cache/gst-cxr/layouts.tsv");
+  for (const auto& [n, v] : saved) {
+    if (v)
+      ::setenv(n.c_str(), v->c_str(), 1);
+    else
+      ::unsetenv(n.c_str());
+  }
+  // The key names the machine and the libraries.
+  CHECK(machine_fingerprint().find("torch=") != std::string::npos);
+  CHECK(machine_fingerprint().find("cpu=") != std::string::npos);
 }
 
 TEST_CASE("models: Predictor input banks: one filled while another runs, same results", "[models]") {

@@ -5,13 +5,18 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
 #include <vector>
 
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
+#include "cxr/models/layout_cache.hpp"
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
@@ -55,15 +60,16 @@ size_t pick_fastest(size_t n, const std::function<void(size_t)>& use, const std:
       best[i] = std::min(best[i], seconds(round == 0));
     }
   }
+  return pick_from_times(best);
+}
+
+size_t pick_from_times(const std::vector<double>& best) {
   size_t pick = 0;
-  for (size_t i = 1; i < n; ++i) {
+  for (size_t i = 1; i < best.size(); ++i) {
     if (best[i] < 0.97 * best[pick]) pick = i;
   }
   return pick;
 }
-
-// Largest batch the layout timing runs.
-constexpr int kTimingBatch = 8;
 
 struct Predictor::Impl {
   ModelCard card;
@@ -75,8 +81,8 @@ struct Predictor::Impl {
   std::vector<torch::Tensor> banks;  // input_banks x [max_batch, C, H, W] float32 on the CPU
   Layout layout = Layout::Contiguous;  // never Auto
 
-  // Packed oneDNN and Winograd weights survive a switch to another layout (pick_layout()
-  // switches back and forth); dense weights keep their layout while the oneDNN path runs.
+  // Packed oneDNN and Winograd weights survive a switch to another layout (the Auto
+  // trial switches back and forth); dense weights keep their layout while the oneDNN path runs.
   // The Winograd path runs its other convolutions dense, on channels-last weights.
   void set_layout(Layout l) {
     net->set_onednn(l == Layout::OneDnn);
@@ -95,34 +101,95 @@ struct Predictor::Impl {
     return script->forward({x}).toTensor();
   }
 
-  // Seconds of one forward of a batch of zero scans in the current layout (after a warm-up
-  // forward when `warm_up`: oneDNN builds its primitives for a layout and shape on first use).
-  double time_forward(const InputSpec& in, int64_t batch, bool warm_up) {
-    c10::InferenceMode guard;
-    auto x = torch::zeros({batch, in.channels, in.height, in.width}, torch::TensorOptions(dtype).device(device));
-    if (layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    if (warm_up) forward(x, nullptr);
-    const auto t0 = std::chrono::steady_clock::now();
-    forward(x, nullptr);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Layout::Auto on the CPU: the candidates, in order of preference, and what timing them on
+  // real batches has found so far. Batches visit the candidates in `visits` order, two each;
+  // a candidate's first batch warms it up (oneDNN builds its primitives, Winograd transforms
+  // its weights, the allocator fills its cache) and is not timed, the second is.
+  struct Trial {
+    std::vector<Layout> candidates;
+    std::vector<size_t> visits;
+    size_t next = 0;
+    std::vector<int> runs;
+    std::vector<double> best;  // seconds per scan, best timed batch
+    std::string key;
+  };
+  Trial trial;
+  std::atomic<bool> exploring{false};
+  std::mutex explore_mutex;  // run() calls take turns while exploring (layouts switch)
+
+  // ResNet-34 leaves NCHW out: in every measurement on record (AVX2 and AVX-512, 1 and 2
+  // threads, batch 1 and 8) it trailed channels-last or oneDNN, and a shorter trial settles
+  // within a small job's first six batches. memory-format=contiguous still runs it.
+  std::vector<Layout> auto_candidates() const {
+    std::vector<Layout> c;
+    if (net->supports_onednn()) c.push_back(Layout::OneDnn);
+    if (net->supports_winograd()) c.push_back(Layout::Winograd);
+    c.push_back(Layout::ChannelsLast);
+    if (!net->supports_onednn()) c.push_back(Layout::Contiguous);
+    return c;
   }
 
-  // The fastest layout here, at the batch size run() will mostly see (up to kTimingBatch,
-  // beyond which the ranking settles and the timing would only cost more start time): which
-  // wins can change with it (ResNet-34 at 224 px, one thread, on an AVX-512 CPU: oneDNN ahead
-  // at batch 1, Winograd ~18 % ahead at batch 8).
-  void pick_layout(const InputSpec& in) {
-    std::vector<Layout> candidates;
-    if (net->supports_onednn()) candidates.push_back(Layout::OneDnn);
-    if (net->supports_winograd()) candidates.push_back(Layout::Winograd);
-    candidates.push_back(Layout::ChannelsLast);
-    candidates.push_back(Layout::Contiguous);
-    const size_t pick = pick_fastest(
-        candidates.size(), [&](size_t i) { set_layout(candidates[i]); },
-        [&](bool warm_up) { return time_forward(in, std::min(options.max_batch, kTimingBatch), warm_up); });
-    set_layout(candidates[pick]);
+  void settle(Layout l, const std::string& how) {
+    set_layout(l);
     if (layout != Layout::OneDnn) net->release_onednn();
     if (layout != Layout::Winograd) net->release_winograd();
+    if (options.on_layout) options.on_layout(l, how);
+  }
+
+  // Auto on the CPU: the remembered layout, or the start of the timing on real batches.
+  void start_auto(const InputSpec& in) {
+    const auto candidates = auto_candidates();
+    LayoutKey key;
+    key.architecture = card.architecture;
+    key.height = in.height;
+    key.width = in.width;
+    key.batch = options.max_batch;
+    key.threads = options.threads > 0 ? options.threads : at::get_num_threads();
+    key.streams = options.streams;
+    key.precision = to_string(options.precision);
+    trial.key = key.str();
+    const std::string cached = lookup_layout(options.layout_cache, trial.key, std::time(nullptr));
+    for (Layout l : candidates) {
+      if (!cached.empty() && cached == to_string(l)) {
+        settle(l, "remembered in " + options.layout_cache);
+        return;
+      }
+    }
+    trial.candidates = candidates;
+    trial.runs.assign(candidates.size(), 0);
+    trial.best.assign(candidates.size(), 1e30);
+    for (size_t i = 0; i < candidates.size(); ++i) trial.visits.insert(trial.visits.end(), {i, i});
+    set_layout(candidates[0]);
+    exploring.store(true, std::memory_order_release);
+  }
+
+  // One full batch of the trial (explore_mutex held): runs it in the candidate whose turn it
+  // is, times it, and settles once every candidate has had its turns.
+  torch::Tensor trial_forward(const torch::Tensor& bank_rows, torch::Tensor* embedding) {
+    const size_t c = trial.visits[trial.next];
+    if (layout != trial.candidates[c]) set_layout(trial.candidates[c]);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto x = bank_rows;
+    if (layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    auto logits = forward(x, embedding);
+    const double per_scan =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(x.size(0));
+    if (trial.runs[c]++ > 0) trial.best[c] = std::min(trial.best[c], per_scan);
+    if (++trial.next == trial.visits.size()) {
+      const size_t pick = pick_from_times(trial.best);
+      std::string timings;
+      for (size_t i = 0; i < trial.candidates.size(); ++i) {
+        char part[64];
+        std::snprintf(part, sizeof part, "%s%s=%.6f", i ? " " : "", to_string(trial.candidates[i]), trial.best[i]);
+        timings += part;
+      }
+      const bool kept = remember_layout(options.layout_cache, trial.key, to_string(trial.candidates[pick]), timings,
+                                        std::time(nullptr));
+      settle(trial.candidates[pick], "timed on the first batches (s/scan: " + timings + ")" +
+                                         (kept ? ", remembered in " + options.layout_cache : std::string()));
+      exploring.store(false, std::memory_order_release);
+    }
+    return logits;
   }
 };
 
@@ -203,9 +270,9 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
                         " values per scan but the card lists " + std::to_string(n_classes) + " classes");
     }
   }
-  // After the check, so that a card that does not fit fails without the timing runs.
+  // After the check, so that a card that does not fit fails first.
   if (m.net && options.fold_batchnorm && options.layout == Layout::Auto && !m.device.is_cuda()) {
-    m.pick_layout(in);
+    m.start_auto(in);
   }
 }
 
@@ -215,6 +282,7 @@ const ModelCard& Predictor::card() const { return impl_->card; }
 const PredictorOptions& Predictor::options() const { return impl_->options; }
 std::string Predictor::device() const { return impl_->device.str(); }
 Layout Predictor::layout() const { return impl_->layout; }
+bool Predictor::layout_settled() const { return !impl_->exploring.load(std::memory_order_acquire); }
 
 size_t Predictor::input_size() const {
   const InputSpec& in = impl_->card.input;
@@ -236,9 +304,21 @@ std::vector<Prediction> Predictor::run(size_t n, size_t bank) {
   c10::InferenceMode guard;
   auto x = m.banks[bank].narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);
-  if (m.layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor embedding;
-  auto logits = m.forward(x, m.options.embeddings ? &embedding : nullptr).to(torch::kCPU, torch::kFloat).contiguous();
+  torch::Tensor* want_embedding = m.options.embeddings ? &embedding : nullptr;
+  torch::Tensor logits;
+  std::unique_lock<std::mutex> trial_lock;
+  if (m.exploring.load(std::memory_order_acquire)) trial_lock = std::unique_lock<std::mutex>(m.explore_mutex);
+  if (trial_lock && m.exploring.load(std::memory_order_relaxed) && n == static_cast<size_t>(m.options.max_batch)) {
+    logits = m.trial_forward(x, want_embedding);
+  } else {
+    // Settled (no lock: the layout no longer changes), or a short batch while still timing (in
+    // the candidate of the moment, untimed, under the lock).
+    if (m.layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    logits = m.forward(x, want_embedding);
+  }
+  if (trial_lock) trial_lock.unlock();
+  logits = logits.to(torch::kCPU, torch::kFloat).contiguous();
   const bool multilabel = m.card.task == Task::Multilabel;
   auto probs = (multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();
   if (embedding.defined()) embedding = embedding.to(torch::kCPU, torch::kFloat).contiguous();

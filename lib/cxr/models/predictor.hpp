@@ -22,9 +22,11 @@ const char* to_string(Precision p);
 
 /// Layout of activations and convolution weights. Which is faster depends on the network and
 /// the CPU (oneDNN's kernels): on AVX2 machines ResNet-34 runs fastest on oneDNN tensors with
-/// pre-packed weights, MobileNetV3 and EfficientNet in channels-last. Auto times the candidates
-/// on the CPU at load (a few forwards of a full batch, max_batch scans up to 8) and
-/// keeps the fastest; on CUDA it takes
+/// pre-packed weights, MobileNetV3 and EfficientNet in channels-last. Auto on the CPU takes the
+/// layout remembered for this machine and work (PredictorOptions::layout_cache); without one it
+/// times the candidates on the first full batches of real scans (each candidate a warm-up batch
+/// and a timed one, every result kept; ResNet-34: oneDNN, Winograd, channels-last; the others:
+/// channels-last, NCHW), keeps the fastest and remembers it. On CUDA it takes
 /// channels-last for fp16/bf16, NCHW for fp32. OneDnn: CPU, fp32, ResNet-34 only. Winograd:
 /// channels-last with ResNet-34's stride-1 3x3 convolutions by Winograd F(2x2, 3x3) (CPU, fp32;
 /// cxr::models::WinogradConv).
@@ -41,6 +43,10 @@ inline std::ostream& operator<<(std::ostream& out, Layout l) { return out << to_
 /// close flip from run to run, and the choice should not). Leaves the last one timed in use.
 size_t pick_fastest(size_t n, const std::function<void(size_t)>& use, const std::function<double(bool)>& seconds);
 
+/// The choice among candidates with these best times, by pick_fastest()'s rule (in order of
+/// preference; a later one must be 3 % faster).
+size_t pick_from_times(const std::vector<double>& best);
+
 struct PredictorOptions {
   std::string device = "auto";         ///< auto (CUDA when available, else CPU), cpu, cuda, cuda:N
   Precision precision = Precision::FP32;  ///< FP16 / BF16 need a CUDA device
@@ -56,6 +62,15 @@ struct PredictorOptions {
   /// one thread (cxr::models::ComputeThread): see there for why.
   int threads = 0;
   Layout layout = Layout::Auto;        ///< built-in architectures with fold_batchnorm only
+  /// The file that remembers Layout::Auto's choices (cxr/models/layout_cache.hpp); "" for none:
+  /// each predictor times the layouts anew on its first batches.
+  std::string layout_cache;
+  /// Predictors that run side by side on the same cores (cxrinfer's streams): part of the
+  /// layout cache's key, since the fastest layout for one core can differ from that for two.
+  int streams = 1;
+  /// Called when Layout::Auto settles on a layout: `how` says whether it came from the cache or
+  /// from timing, with the timings (seconds per scan). On the thread that called run().
+  std::function<void(Layout chosen, const std::string& how)> on_layout;
 };
 
 /// What the network said about one scan.
@@ -81,8 +96,11 @@ class Predictor {
   const PredictorOptions& options() const;
   /// The device actually used ("cpu", "cuda:0").
   std::string device() const;
-  /// The layout in use (never Auto).
+  /// The layout in use (never Auto; while Layout::Auto times candidates on the first batches,
+  /// the one being timed).
   Layout layout() const;
+  /// False while Layout::Auto is still timing candidates on the batches run() gets.
+  bool layout_settled() const;
   /// Floats of one prepared input (channels * height * width).
   size_t input_size() const;
 
