@@ -54,6 +54,19 @@ TEST_CASE("metrics: multiclass report takes the argmax (first of equal maxima)")
   CHECK(r.macro_f1 == Approx((2.0 / 3.0 + 0.0 + 1.0) / 3.0));
 }
 
+TEST_CASE("metrics: multiclass report has one-vs-rest AUROC per class and their macro mean") {
+  // Reference: scikit-learn 1.2, roc_auc_score(y, p, multi_class='ovr', average='macro') = 0.8125,
+  // per class roc_auc_score(y == c, p[:, c]) = 0.6875, 0.75, 1.0.
+  const std::vector<float> probs{0.6f, 0.3f, 0.1f, 0.2f, 0.5f, 0.3f, 0.3f, 0.3f, 0.4f,
+                                 0.2f, 0.7f, 0.1f, 0.5f, 0.4f, 0.1f, 0.1f, 0.1f, 0.8f};
+  const Report r = multiclass_report({0, 1, 2, 0, 1, 2}, probs, 3);
+  REQUIRE(r.auroc.size() == 3);
+  CHECK(r.auroc[0] == Approx(0.6875));
+  CHECK(r.auroc[1] == Approx(0.75));
+  CHECK(r.auroc[2] == Approx(1.0));
+  CHECK(r.macro_auroc == Approx(0.8125));
+}
+
 TEST_CASE("metrics: multilabel report thresholds sigmoid probabilities per class") {
   const std::vector<uint8_t> truth{1, 0, 0, 1, 1, 1};
   const std::vector<float> probs{0.9f, 0.2f, 0.4f, 0.6f, 0.3f, 0.7f};

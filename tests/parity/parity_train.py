@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 TOL = 1e-4
 SAMPLES = os.environ.get("CXR_SAMPLES", os.path.join(os.path.dirname(__file__), "..", "..", "data", "samples"))
@@ -94,6 +94,11 @@ def main():
         assert abs(summary["test"]["f1"] - f1) < 1e-12, (summary["test"]["f1"], f1)
         assert abs(summary["test"]["accuracy"] - accuracy_score(y, p)) < 1e-12
         assert summary["test"]["confusion"] == confusion_matrix(y, p, labels=range(len(classes))).tolist()
+        # Macro one-vs-rest AUROC from the probabilities as written (rounded to JSON's shortest form).
+        probs = np.array([[float(t[f"prob_{c}"]) for c in classes] for t in test])
+        if len(set(y)) == len(classes):
+            auroc = roc_auc_score(y, probs / probs.sum(1, keepdims=True), multi_class="ovr", average="macro")
+            assert abs(summary["test"]["macro_auroc"] - auroc) < 1e-6, (summary["test"]["macro_auroc"], auroc)
         print(f"summary.json test metrics equal scikit-learn's (macro F1 {f1:.3f})")
     print("ok")
 

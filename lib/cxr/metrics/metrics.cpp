@@ -139,7 +139,23 @@ Report multiclass_report(const std::vector<int>& truth, const std::vector<float>
   r.accuracy = accuracy(truth, predicted);
   r.f1 = f1_per_class(r.confusion);
   r.macro_f1 = macro_f1(r.confusion);
-  r.macro_auroc = kNaN;
+  // One-vs-rest AUROC per class, macro-averaged: roc_auc_score(multi_class='ovr',
+  // average='macro') where every class occurs.
+  const size_t nc = static_cast<size_t>(n_classes);
+  std::vector<uint8_t> t(truth.size());
+  std::vector<float> s(truth.size());
+  double sum = 0;
+  int defined = 0;
+  for (size_t c = 0; c < nc; ++c) {
+    for (size_t i = 0; i < truth.size(); ++i) {
+      t[i] = truth[i] == static_cast<int>(c) ? 1 : 0;
+      s[i] = probabilities[i * nc + c];
+    }
+    const double a = auroc(t, s);
+    r.auroc.push_back(a);
+    if (!std::isnan(a)) sum += a, ++defined;
+  }
+  r.macro_auroc = defined ? sum / defined : kNaN;
   return r;
 }
 

@@ -44,8 +44,8 @@ struct Report {
   double accuracy = 0;                    ///< multiclass: accuracy; multilabel: exact-match (subset) accuracy
   double macro_f1 = 0;
   std::vector<double> f1;                 ///< per class
-  std::vector<double> auroc;              ///< multilabel: per class (NaN where undefined)
-  double macro_auroc = 0;                 ///< multilabel: mean of the defined per-class AUROCs (NaN if none)
+  std::vector<double> auroc;              ///< per class (multiclass: one-vs-rest; NaN where undefined)
+  double macro_auroc = 0;                 ///< mean of the defined per-class AUROCs (NaN if none)
   Confusion confusion;                    ///< multiclass
   std::vector<Confusion> class_confusion; ///< multilabel: one {{tn, fp}, {fn, tp}} per class
 };

@@ -69,8 +69,8 @@ std::string report_json(const metrics::Report& r) {
   JsonObject o;
   o.add("n", r.n).add("loss", r.loss).add("accuracy", r.accuracy).add("f1", r.macro_f1);
   o.add_raw("class_f1", json_array(r.f1));
+  o.add_raw("auroc", json_array(r.auroc)).add("macro_auroc", r.macro_auroc);
   if (r.multilabel) {
-    o.add_raw("auroc", json_array(r.auroc)).add("macro_auroc", r.macro_auroc);
     std::string cc = "[";
     for (size_t c = 0; c < r.class_confusion.size(); ++c) cc += (c ? "," : "") + json_matrix(r.class_confusion[c]);
     o.add_raw("class_confusion", cc + "]");
