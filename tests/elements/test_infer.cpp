@@ -12,6 +12,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -69,14 +70,14 @@ GstStaticPadTemplate hsink = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_P
 
 GstHarness* harness(const std::string& card, guint batch, guint64 timeout = 0, gboolean embeddings = FALSE,
                     guint threads = 0, const char* memory_format = "auto", const char* overlap = "true",
-                    guint streams = 1, const char* name = nullptr) {
+                    guint streams = 1, const char* name = nullptr, const char* layout_cache = "") {
   GstHarness* h = gst_harness_new_empty();
   GstElement* e = gst_element_factory_make("cxrinfer", name);
   REQUIRE(e);
   gst_util_set_object_arg(G_OBJECT(e), "memory-format", memory_format);
   gst_util_set_object_arg(G_OBJECT(e), "overlap", overlap);
   g_object_set(e, "model", card.c_str(), "batch-size", batch, "batch-timeout", timeout, "embeddings", embeddings,
-               "threads", threads, "streams", streams, NULL);
+               "threads", threads, "streams", streams, "layout-cache", layout_cache, NULL);
   gst_harness_add_element_full(h, e, &hsrc, "sink", &hsink, "src");
   gst_object_unref(e);
   gst_harness_set_src_caps_str(h, ("video/x-raw,format=GRAY8,width=" + std::to_string(kW) + ",height=" +
@@ -213,6 +214,29 @@ TEST_CASE("cxrinfer: the same scan gives the same result alone or in a batch", "
   pull_same_logits(one, four, 4);
   gst_harness_teardown(one);
   gst_harness_teardown(four);
+}
+
+TEST_CASE("cxrinfer: auto times the layouts on the stream's first batches and remembers the choice", "[infer]") {
+  cxrtest::TempDir t;
+  const std::string card = make_card(t, "m", 2, 2);
+  const std::string cache = t / "cache/layouts.tsv";
+  GstHarness* pinned = harness(card, 2, 0, FALSE, 1, "contiguous");
+  GstHarness* automatic = harness(card, 2, 0, FALSE, 1, "auto", "true", 1, nullptr, cache.c_str());
+  // MobileNetV3's trial: channels-last and NCHW, a warm-up and a timed batch each (8 scans).
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(gst_harness_push(pinned, frame(static_cast<guint8>(20 * i), 0)) == GST_FLOW_OK);
+    REQUIRE(gst_harness_push(automatic, frame(static_cast<guint8>(20 * i), 0)) == GST_FLOW_OK);
+  }
+  // Every scan of the trial has its result, equal to the pinned layout's within float rounding.
+  pull_same_logits(pinned, automatic, 10);
+  gst_harness_teardown(pinned);
+  gst_harness_teardown(automatic);
+  std::ifstream in(cache);
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  CHECK(line.find("arch=mobilenet_v3_large;input=64x64;batch=2;threads=1;streams=1") != std::string::npos);
+  CHECK((line.find("\tchannels-last\t") != std::string::npos || line.find("\tcontiguous\t") != std::string::npos));
+  CHECK_FALSE(std::getline(in, line));
 }
 
 TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads` threads", "[infer]") {
