@@ -254,11 +254,22 @@ TEST_CASE("report: study files and sweep parameters", "[report][study]") {
   REQUIRE(s.runs.size() == 3);
   CHECK(s.output == (t.path / "runs").string());
   CHECK(s.runs[0].meta.variables.at("size") == "48");
-  CHECK(s.runs[0].meta.variables.at("extra") == "1");
-  CHECK(s.runs[0].meta.variables.at("in") == "1/x");
+  CHECK(s.runs[0].meta.variables.count("extra") == 0);  // p.toml has no ${extra}: the study's own
+  CHECK(s.runs[0].meta.variables.at("in") == "1/x");     // the run's own: p.toml will refuse it
   CHECK(s.runs[1].subdir == "sw/size=16");
   CHECK(s.runs[2].meta.value == "24");
   CHECK(s.runs[2].meta.variables.at("size") == "32");
+
+  // The study's variables that a run's pipeline lacks stay the study's (pipelines/study/study.toml:
+  // covid = "/data/covid" for data = "${covid}"); a --set nobody uses is a typo.
+  write(t.path / "s2.toml",
+        "[variables]\ncovid = \"/data/covid\"\nsize = 32\n"
+        "[[run]]\nname = \"a\"\npipeline = \"p.toml\"\nvariables = { output = \"${covid}/o\" }\n");
+  const Study s2 = load_study((t.path / "s2.toml").string(), {{"covid", "/c"}, {"size", "16"}});
+  CHECK(s2.runs[0].meta.variables == cxr::config::Variables{{"output", "/c/o"}, {"size", "16"}});
+  cxr::config::load_pipeline((t.path / "p.toml").string(), s2.runs[0].meta.variables);
+  CHECK_THROWS_WITH(load_study((t.path / "s2.toml").string(), {{"sise", "16"}}),
+                    Catch::Contains("--set sise") && Catch::Contains("s2.toml"));
 
   write(t.path / "bad1.toml", "[[run]]\nname = \"a\"\npipeline = \"p.toml\"\nmodle = \"x\"\n");
   CHECK_THROWS_WITH(load_study((t.path / "bad1.toml").string()), Catch::Contains("bad1.toml:4") && Catch::Contains("modle"));

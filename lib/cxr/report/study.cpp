@@ -59,6 +59,7 @@ class StudyReader {
     const std::string ov = string_key(root, "output-variable");
     if (!ov.empty()) study.output_variable = ov;
     const config::Variables common = variables(root, "variables");
+    std::set<std::string> reached;  // variables some run's pipeline gets, or some value names as ${...}
 
     std::set<std::string> names;
     auto add = [&](StudyRun r, const toml::node& where) {
@@ -92,9 +93,23 @@ class StudyReader {
         base.meta.model = string_key(t, "model");
         base.meta.dataset = string_key(t, "dataset");
         base.meta.variables = common;
-        for (const auto& [k, v] : variables(t, "variables")) base.meta.variables[k] = v;
+        const config::Variables own = variables(t, "variables");
+        for (const auto& [k, v] : own) base.meta.variables[k] = v;
         for (const auto& [k, v] : set_) base.meta.variables[k] = v;
         expand(base.meta.variables, t);
+        // The study's [variables] and --set reach every run, but a run's pipeline gets only the
+        // ones it has: the others are the study's own (covid = "/data/covid" for a run's
+        // data = "${covid}"), and the pipeline would refuse them as unknown. A run's own
+        // variables all go through, so a name its pipeline lacks is still an error.
+        for (auto it = base.meta.variables.begin(); it != base.meta.variables.end();) {
+          if (own.count(it->first) || pipeline_has_variable(base.meta.pipeline, it->first)) {
+            reached.insert(it->first);
+            ++it;
+          } else {
+            it = base.meta.variables.erase(it);
+          }
+        }
+        for (const auto& [k, v] : own) referenced(v, reached);
         if (!sweep) {
           base.subdir = base.meta.name;
           add(base, t);
@@ -115,6 +130,13 @@ class StudyReader {
       }
     }
     if (study.runs.empty()) throw ConfigError(path_ + ": no [[run]] or [[sweep]] entries");
+    // A --set name that neither the study, nor a run, nor a run's pipeline uses is a typo: it must
+    // not run the whole study silently with the default.
+    for (const auto& [k, v] : common) referenced(v, reached);
+    for (const auto& [name, value] : set_)
+      if (!common.count(name) && !reached.count(name))
+        throw ConfigError(path_ + ": --set " + name + ": neither the study nor the pipelines of its runs have a variable '" +
+                          name + "'");
     return study;
   }
 
@@ -142,6 +164,15 @@ class StudyReader {
     if (!n->is_table()) fail(n->source(), std::string(key) + " must be a table of name = value");
     for (const auto& [k, v] : *n->as_table()) out[std::string(k.str())] = scalar(v, "variable '" + std::string(k.str()) + "'");
     return out;
+  }
+
+  // Adds the names that `value` uses as ${name}.
+  static void referenced(const std::string& value, std::set<std::string>& names) {
+    for (size_t open = value.find("${"); open != std::string::npos; open = value.find("${", open + 2)) {
+      const size_t close = value.find('}', open);
+      if (close == std::string::npos) break;
+      names.insert(value.substr(open + 2, close - open - 2));
+    }
   }
 
   // A run's variables may name the study's: data = "${covid}" takes the (possibly --set) value.

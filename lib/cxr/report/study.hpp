@@ -45,9 +45,11 @@ struct Study {
   std::vector<StudyRun> runs;          ///< [[run]] entries, then [[sweep]] expansions, in file order
 };
 
-/// Reads a study file; `set` overrides every run's variables. Throws cxr::IoError when unreadable
-/// and cxr::ConfigError "file:line: what" on a wrong key, type, duplicate run name or missing
-/// pipeline.
+/// Reads a study file; `set` overrides every run's variables. A run keeps its own variables and
+/// those of the study's and `set` that its pipeline has (the rest only feed `${name}` in the
+/// study's values). Throws cxr::IoError when unreadable and cxr::ConfigError "file:line: what" on
+/// a wrong key, type, duplicate run name or missing pipeline, and on a `set` name that neither
+/// the study nor any run's pipeline has.
 Study load_study(const std::string& path, const config::Variables& set = {});
 
 /// Run directory name of one sweep value: "<param>=<value>" (characters unsafe in a path
