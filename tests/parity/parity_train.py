@@ -100,7 +100,34 @@ def main():
             auroc = roc_auc_score(y, probs / probs.sum(1, keepdims=True), multi_class="ovr", average="macro")
             assert abs(summary["test"]["macro_auroc"] - auroc) < 1e-6, (summary["test"]["macro_auroc"], auroc)
         print(f"summary.json test metrics equal scikit-learn's (macro F1 {f1:.3f})")
+        pretrained_from_torchvision(tmp)
     print("ok")
+
+
+def pretrained_from_torchvision(tmp):
+    """Transfer learning from a state dict torchvision wrote, shaped as the ImageNet file a user
+    supplies (efficientnet_b1-c27df63c.pth, IMAGENET1K_V2: 1000 classes): cxrtrain takes every
+    weight but the head, which it makes for the stream's 3 classes. With freeze-backbone the
+    backbone's parameters end the run exactly as torchvision wrote them."""
+    torch.manual_seed(5)
+    donor = torchvision.models.efficientnet_b1()
+    path = os.path.join(tmp, "efficientnet_b1_imagenet_shaped.pth")
+    torch.save(donor.state_dict(), path)
+    run = os.path.join(tmp, "transfer")
+    launch(f"cxrscansrc location={SAMPLES}/pneumonia split=0.7,0.15,0.15 seed=30 epochs=1 ! {PREP} ! "
+           f"cxrtrain model=efficientnet_b1 pretrained={path} freeze-backbone=true output-dir={run} batch-size=8 "
+           f"learning-rate=0.01 epochs=1 mean=0.481 std=0.2373 threads=2 progress=false", "transfer learning")
+    best = torch.load(os.path.join(run, "best.pt"))
+    model = torchvision.models.efficientnet_b1(num_classes=3)
+    model.load_state_dict(best, strict=True)
+    params = dict(donor.named_parameters())
+    backbone = [k for k in params if not k.startswith("classifier.")]
+    assert len(backbone) > 200, len(backbone)
+    changed = [k for k in backbone if not torch.equal(best[k], params[k].detach())]
+    assert not changed, f"{len(changed)} backbone parameters differ from torchvision's file, e.g. {changed[:3]}"
+    assert best["classifier.1.weight"].shape == (3, 1280), best["classifier.1.weight"].shape
+    print(f"transfer learning: {len(backbone)} backbone parameters from torchvision's state dict kept exactly; "
+          f"head 3 x 1280 trained")
 
 
 if __name__ == "__main__":
