@@ -11,7 +11,8 @@ weights by validation loss, test macro F1 with them. Prints one JSON object.
 
 `--resize shorter` resizes the shorter side (T.Resize(size)) as train-pneumonia.toml does,
 `--workers N` loads batches in N DataLoader processes as the study's notebooks did, and `--out DIR`
-writes metrics.jsonl (a row per epoch, as it goes), summary.json and test_predictions.csv there.
+writes metrics.jsonl (a row per epoch, as it goes), summary.json and test_predictions.csv there,
+and resume.pt after each epoch: run the same command again to continue an interrupted run.
 Each epoch row splits its seconds into waiting for data, forward, backward and optimizer step."""
 import argparse
 import copy
@@ -108,12 +109,25 @@ def main():
             with open(os.path.join(a.out, name), "w") as f:
                 f.write(text)
 
+    epochs, best, best_loss, best_epoch, start = [], None, float("inf"), -1, 0
+    resume = os.path.join(a.out, "resume.pt") if a.out else ""
     if a.out:
         os.makedirs(a.out, exist_ok=True)
-        write("metrics.jsonl", "")
+        if os.path.exists(resume):
+            # The state after the last complete epoch: weights, optimizer, schedule, RNG, the
+            # shuffling generator, the best so far; the loader is re-made, as a restarted
+            # notebook would.
+            r = torch.load(resume)
+            model.load_state_dict(r["model"])
+            opt.load_state_dict(r["opt"])
+            sched.load_state_dict(r["sched"])
+            torch.set_rng_state(r["rng"])
+            loaders["train"].generator.set_state(r["shuffle"])
+            epochs, best, best_loss, best_epoch = r["epochs"], r["best"], r["best_loss"], r["best_epoch"]
+            start = len(epochs)
+        write("metrics.jsonl", "".join(json.dumps(row) + "\n" for row in epochs))
 
-    epochs, best, best_loss, best_epoch = [], None, float("inf"), -1
-    for e in range(a.epochs):
+    for e in range(start, a.epochs):
         t = time.perf_counter()
         model.train()
         total, n, tys, tps = 0.0, 0, [], []
@@ -151,6 +165,12 @@ def main():
                 f.write(json.dumps(epochs[-1]) + "\n")
         if val_loss < best_loss:
             best_loss, best_epoch, best = val_loss, e, copy.deepcopy(model.state_dict())
+        if resume:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "rng": torch.get_rng_state(), "shuffle": loaders["train"].generator.get_state(),
+                        "epochs": epochs, "best": best, "best_loss": best_loss, "best_epoch": best_epoch},
+                       resume + ".part")
+            os.replace(resume + ".part", resume)
     model.load_state_dict(best)
     test_loss, ys, ps, probs = evaluate(loaders["test"])
     try:
