@@ -91,6 +91,10 @@ int inspect_card(const std::string& path, bool all) {
   std::printf("grad-cam:     %s\n", c.gradcam_layer.empty() ? "(the last convolutional block)" : c.gradcam_layer.c_str());
   const bool exists = std::filesystem::exists(c.weights);
   std::printf("weights:      %s%s\n", c.weights.c_str(), exists ? "" : "  (missing)");
+  if (!c.about.empty()) {
+    std::printf("about:\n");
+    for (const auto& [k, v] : c.about) std::printf("  %-14s %s\n", (k + ":").c_str(), v.c_str());
+  }
 #if CXR_HAVE_TORCH
   if (exists && c.architecture != "torchscript") print_weights(c.weights, all, "  ");
 #else

@@ -147,6 +147,28 @@ TEST_CASE("card: save_card and load_card round trip", "[card]") {
   fs::remove_all(dir);
 }
 
+TEST_CASE("card: [about] keeps the model's provenance in the card's order, through save and load", "[card]") {
+  const std::string text = std::string(kGood) + R"(
+[about]
+data = "Kermany training split, 5036 scans"
+split-seed = 30
+"test macro F1" = 0.812
+fp16 = true
+)";
+  const ModelCard c = parse_card(text, "/cards/covid.toml");
+  using P = std::pair<std::string, std::string>;
+  CHECK(c.about == std::vector<P>{{"data", "Kermany training split, 5036 scans"}, {"split-seed", "30"},
+                                  {"test macro F1", "0.812"}, {"fp16", "true"}});
+  const fs::path dir = fs::temp_directory_path() / ("cxr-card-about-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  save_card(c, (dir / "out.toml").string());
+  CHECK(load_card((dir / "out.toml").string()).about == c.about);
+  fs::remove_all(dir);
+  // Only plain values: an array or a table is an error naming the line.
+  CHECK_THAT(error_of(std::string(kGood) + "\n[about]\nscores = [1, 2]\n"),
+             Catch::Contains("bad.toml:") && Catch::Contains("[about] scores"));
+}
+
 TEST_CASE("card: input preparation (8 and 16 bit, ROI, channels)", "[card]") {
   InputSpec spec;
   spec.height = 3;

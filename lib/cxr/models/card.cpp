@@ -3,6 +3,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -140,7 +142,7 @@ ModelCard parse_card(std::string_view text, const std::string& path) {
   } catch (const toml::parse_error& e) {
     r.fail(e.source(), "TOML syntax error: " + std::string(e.description()));
   }
-  r.only_keys(root, "the card", {"model", "input", "gradcam"});
+  r.only_keys(root, "the card", {"model", "input", "gradcam", "about"});
   ModelCard card;
   card.path = path;
 
@@ -228,6 +230,31 @@ ModelCard parse_card(std::string_view text, const std::string& path) {
   } else if (card.architecture != "torchscript") {
     card.gradcam_layer = "features";
   }
+
+  // [about]: free text and numbers, kept in the file's order.
+  const toml::table& about = r.table(root, "about", false);
+  std::vector<std::pair<toml::source_position, std::pair<std::string, std::string>>> entries;
+  for (const auto& [k, v] : about) {
+    std::string text;
+    if (v.is_string()) {
+      text = *v.value<std::string>();
+    } else if (v.is_integer()) {
+      text = std::to_string(*v.value<int64_t>());
+    } else if (v.is_floating_point()) {
+      std::ostringstream s;
+      s << *v.value<double>();
+      text = s.str();
+    } else if (v.is_boolean()) {
+      text = *v.value<bool>() ? "true" : "false";
+    } else {
+      r.fail(v.source(), "[about] " + std::string(k.str()) + " must be a string, a number or a boolean");
+    }
+    entries.push_back({v.source().begin, {std::string(k.str()), text}});
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.first.line != b.first.line ? a.first.line < b.first.line : a.first.column < b.first.column;
+  });
+  for (auto& e : entries) card.about.push_back(std::move(e.second));
   return card;
 }
 
@@ -265,6 +292,20 @@ void save_card(const ModelCard& card, const std::string& path) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw IoError("cannot write model card " + path + ": " + std::strerror(errno));
   out << "# gst-cxr model card (docs/model-card.md)\n" << root << "\n";
+  if (!card.about.empty()) {
+    // In the card's own order (toml++ would sort a table's keys), as strings.
+    out << "\n[about]\n";
+    for (const auto& [k, v] : card.about) {
+      const bool bare = !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      });
+      if (bare)
+        out << k;
+      else
+        out << toml::value<std::string>(k);
+      out << " = " << toml::value<std::string>(v) << "\n";
+    }
+  }
   if (!out) throw IoError("cannot write model card " + path);
 }
 

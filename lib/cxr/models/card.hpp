@@ -27,6 +27,7 @@
 /// error names the card as file:line and, for choices, lists the valid ones.
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cxr::models {
@@ -58,6 +59,9 @@ struct ModelCard {
   std::vector<float> thresholds;     ///< multilabel: one per class; empty for multiclass
   InputSpec input;
   std::string gradcam_layer;         ///< empty: the architecture's last convolutional block
+  /// [about]: where the model comes from (data, recipe, split, figures), as the card's own key
+  /// order and text; for people and `cxr inspect`, never read by inference.
+  std::vector<std::pair<std::string, std::string>> about;
 };
 
 /// Values `architecture` may take.
