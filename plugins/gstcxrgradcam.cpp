@@ -46,6 +46,7 @@
 #include "cxr/explain/gradcam.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/threads.hpp"
+#include "cxr/runtime/cpu.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrcammeta.h"
 #include "gst/gstcxrguard.hpp"
@@ -315,6 +316,7 @@ static void resolve_target(const std::string& target, const cxr::models::ModelCa
 
 static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
   GstCxrGradcam* self = GST_CXR_GRADCAM(trans);
+  for (const auto& note : cxr::runtime::prepare_cpu_runtime()) GST_INFO_OBJECT(self, "%s", note.c_str());
   std::string model, target;
   cxr::explain::CamParams params;
   cxr::explain::GradCamOptions options;

@@ -73,6 +73,7 @@
 #include "cxr/models/layout_cache.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
+#include "cxr/runtime/cpu.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
@@ -644,6 +645,7 @@ static gboolean gst_cxr_infer_sink_query(GstPad* pad, GstObject* parent, GstQuer
 }
 
 static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
+  for (const auto& note : cxr::runtime::prepare_cpu_runtime()) GST_INFO_OBJECT(self, "%s", note.c_str());
   cxr::models::PredictorOptions options;
   std::string model;
   GstClockTime timeout;

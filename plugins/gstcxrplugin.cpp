@@ -2,7 +2,6 @@
 /* The gst-cxr plugin: chest X-ray scans as GStreamer streams. */
 #include <gst/gst.h>
 
-#include "cxr/models/blas.hpp"
 #include "cxr_config.h"
 #include "gst/gstcxrmeta.h"
 
@@ -16,9 +15,8 @@ GST_DEBUG_CATEGORY_STATIC(gst_cxr_plugin_debug);
 static gboolean plugin_init(GstPlugin* plugin) {
   gboolean ok = FALSE;
   GST_DEBUG_CATEGORY_INIT(gst_cxr_plugin_debug, "cxr", 0, "gst-cxr plugin");
-  // Before any element runs: OpenBLAS's kernels for this CPU (see cxr/models/blas.hpp).
-  const std::string blas = cxr::models::tune_blas_core();
-  if (!blas.empty()) GST_INFO("%s", blas.c_str());
+  // Nothing process-wide here: the CPU runtime choices (OpenBLAS kernels, allocator) are made
+  // when the first element that computes starts (cxr/runtime/cpu.hpp).
   // Register the metas up front so they exist before any element runs.
   gst_cxr_scan_meta_get_info();
   gst_cxr_result_meta_get_info();

@@ -35,6 +35,7 @@
 #include "cxr/error.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/train/trainer.hpp"
+#include "cxr/runtime/cpu.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrevents.h"
 #include "gst/gstcxrguard.hpp"
@@ -366,6 +367,7 @@ static void ensure_trainer(GstCxrTrain* self, TrainState& st) {
 
 static gboolean gst_cxr_train_start(GstBaseSink* sink) {
   GstCxrTrain* self = GST_CXR_TRAIN(sink);
+  for (const auto& note : cxr::runtime::prepare_cpu_runtime()) GST_INFO_OBJECT(self, "%s", note.c_str());
   return gst_cxr_guard_bool(GST_ELEMENT(self), [&]() -> gboolean {
     auto st = std::make_unique<TrainState>();
     read_settings(self, *st);

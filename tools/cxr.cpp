@@ -2,9 +2,11 @@
 // cxr: the gst-cxr command-line tool. Dispatches to one subcommand per file (cxr_<name>.cpp).
 #include <cstdio>
 #include <cstring>
+#include <vector>
 #include <string>
 
 #include "cxr/models/blas.hpp"
+#include "cxr/runtime/cpu.hpp"
 #include "cxr_config.h"
 
 #define CXR_COMMAND(name)                     \
@@ -42,8 +44,9 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
-  // Before any command computes: OpenBLAS's kernels for this CPU (see cxr/models/blas.hpp).
-  const std::string blas_note = cxr::models::tune_blas_core();
+  // Before any command computes: OpenBLAS's kernels for this CPU, the CPU allocator
+  // (cxr/runtime/cpu.hpp; the notes are what --version shows).
+  const std::vector<std::string> runtime_notes = cxr::runtime::prepare_cpu_runtime();
   if (!std::strcmp(argv[1], "--version")) {
     std::printf("cxr %s\n", CXR_VERSION);
     const auto blas = cxr::models::blas_info();
@@ -51,7 +54,7 @@ int main(int argc, char** argv) {
       std::printf("BLAS: %s, kernels %s, threads: %s\n", blas.library.c_str(), blas.core.c_str(),
                   blas.threading.c_str());
     }
-    if (!blas_note.empty()) std::printf("  %s\n", blas_note.c_str());
+    for (const auto& note : runtime_notes) std::printf("  %s\n", note.c_str());
     return 0;
   }
   for (const Command* c = kCommands; c->name; ++c) {

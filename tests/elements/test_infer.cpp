@@ -23,6 +23,12 @@
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
 
+// LibTorch's process-wide CPU allocator (c10/core/CPUAllocator.h, whose inline code needs glog).
+namespace c10 {
+struct Allocator;
+Allocator* GetCPUAllocator();
+}  // namespace c10
+
 namespace {
 
 constexpr int kW = 67;  // odd width: GRAY8 rows are padded to 68 bytes
@@ -147,6 +153,22 @@ std::string start_error(const std::string& card, const char* memory_format = "au
 }
 
 }  // namespace
+
+// First in this file (Catch2 runs test cases in declaration order): nothing has started yet.
+TEST_CASE("cxrinfer: loading the plugin changes nothing process-wide; the first start does", "[infer]") {
+  c10::Allocator* const before = c10::GetCPUAllocator();
+  GstPlugin* plugin = gst_plugin_load_by_name("cxr");
+  REQUIRE(plugin);
+  CHECK(gst_plugin_is_loaded(plugin));
+  CHECK(c10::GetCPUAllocator() == before);  // LibTorch's own allocator, after the plugin loaded
+  gst_object_unref(plugin);
+  cxrtest::TempDir t;
+  GstHarness* h = harness(make_card(t, "m", 2, 2), 1);
+  REQUIRE(gst_harness_push(h, frame(10, 0)) == GST_FLOW_OK);
+  pull_results(h, 1, 2);
+  CHECK(c10::GetCPUAllocator() != before);  // the caching allocator, since an element started
+  gst_harness_teardown(h);
+}
 
 TEST_CASE("cxrinfer: frames wait for a full batch and pass unchanged with results", "[infer]") {
   cxrtest::TempDir t;

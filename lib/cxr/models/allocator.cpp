@@ -5,6 +5,7 @@
 #include <c10/core/impl/alloc_cpu.h>
 
 #include "cxr/models/torch_compat.hpp"
+#include "cxr/runtime/cpu.hpp"
 
 #include <cstdint>
 #include <map>
@@ -120,6 +121,7 @@ CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
 }  // namespace
 
 void use_caching_cpu_allocator() {
+  if (!runtime::caching_allocator_wanted()) return;
   static std::once_flag once;
   std::call_once(once, [] {
     // Never destroyed: tensors may outlive any static destructor order.

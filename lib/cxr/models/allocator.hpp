@@ -23,8 +23,8 @@ constexpr size_t kCachedAllocationMin = size_t{128} << 10;
 constexpr size_t kAllocationCacheMax = size_t{1} << 30;
 
 /// Makes the caching allocator LibTorch's CPU allocator for the whole process (tensors made
-/// before keep their own deleter). Idempotent and thread-safe; Predictor, GradCam and the
-/// trainer call it.
+/// before keep their own deleter), unless CXR_CPU_ALLOCATOR=libtorch. Idempotent and
+/// thread-safe; Predictor, GradCam and the trainer call it (cxr/runtime/cpu.hpp).
 void use_caching_cpu_allocator();
 
 /// Bytes of freed blocks held for reuse now (0 before use_caching_cpu_allocator()).
