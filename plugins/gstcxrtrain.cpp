@@ -12,8 +12,9 @@
  * best.pt, last.pt, last.opt.pt, metrics.jsonl, summary.json, test_predictions.csv.
  *
  * Progress: a `cxr-train-progress` element message per optimisation step (epoch, step, loss),
- * a `cxr-epoch` message per epoch (the metrics.jsonl row), and with `progress` a line per
- * epoch on stderr. With `resume`, the epochs already complete in `output-dir` are skipped.
+ * a `cxr-epoch` message per epoch (the metrics.jsonl row, and `line`, the epoch's human line,
+ * which `cxr run` prints), a `cxr-train-done` message at the end (test figures); with
+ * `progress=true` the element also prints each line to stderr itself. With `resume`, the epochs already complete in `output-dir` are skipped.
  *
  * ## Example launch line
  * |[
@@ -87,7 +88,7 @@ enum {
 #define DEFAULT_SEED 42
 #define DEFAULT_THREADS 0
 #define DEFAULT_EPOCHS 0
-#define DEFAULT_PROGRESS TRUE
+#define DEFAULT_PROGRESS FALSE
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 
@@ -99,7 +100,7 @@ struct TrainState {
   bool from_card = false;
   std::string loss;
   int epochs_property = 0;
-  bool progress = true;
+  bool progress = false;
   std::unique_ptr<cxr::train::Trainer> trainer;
   uint64_t errors_before = 0;  // scan errors seen before the trainer existed
   GstVideoInfo info;
@@ -323,18 +324,11 @@ static void post_epoch(GstCxrTrain* self, const cxr::train::EpochRow& row, bool 
   if (row.has_val)
     gst_structure_set(s, "val-loss", G_TYPE_DOUBLE, row.val.loss, "val-f1", G_TYPE_DOUBLE, row.val.macro_f1,
                       "val-accuracy", G_TYPE_DOUBLE, row.val.accuracy, NULL);
-  gst_structure_set(s, "row", G_TYPE_STRING, row.json().c_str(), NULL);
+  const std::string line = cxr::train::epoch_line(row, epochs);
+  gst_structure_set(s, "row", G_TYPE_STRING, row.json().c_str(), "epochs", G_TYPE_INT, epochs, "line", G_TYPE_STRING,
+                    line.c_str(), NULL);
   gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
-  if (!progress) return;
-  char total[16] = "?";
-  if (epochs > 0) g_snprintf(total, sizeof total, "%d", epochs);
-  if (row.has_val)
-    std::fprintf(stderr, "cxrtrain epoch %d/%s  train loss %.4f f1 %.3f | val loss %.4f f1 %.3f acc %.3f | lr %.2g | %.1f s%s\n",
-                 row.epoch + 1, total, row.train.loss, row.train.macro_f1, row.val.loss, row.val.macro_f1,
-                 row.val.accuracy, row.lr, row.seconds, row.best ? " *" : "");
-  else
-    std::fprintf(stderr, "cxrtrain epoch %d/%s  train loss %.4f f1 %.3f | no val split | lr %.2g | %.1f s\n", row.epoch + 1,
-                 total, row.train.loss, row.train.macro_f1, row.lr, row.seconds);
+  if (progress) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 /// Creates the trainer once the classes are known (from the card, or the cxr-dataset event).
@@ -461,14 +455,15 @@ static gboolean gst_cxr_train_event(GstBaseSink* sink, GstEvent* event) {
       GstStructure* s = gst_structure_new("cxr-train-done", "output-dir", G_TYPE_STRING, st.config.output_dir.c_str(),
                                           "best-epoch", G_TYPE_INT, st.trainer->best_epoch(), "epochs", G_TYPE_INT,
                                           st.trainer->epochs_done(), "test-scans", G_TYPE_INT64, test.n, NULL);
-      if (test.n > 0)
+      std::string line;
+      if (test.n > 0) {
+        line = cxr::train::test_line(st.trainer->best_epoch(), test.macro_f1, test.accuracy, test.n,
+                                     st.config.output_dir);
         gst_structure_set(s, "test-f1", G_TYPE_DOUBLE, test.macro_f1, "test-accuracy", G_TYPE_DOUBLE, test.accuracy,
-                          NULL);
+                          "line", G_TYPE_STRING, line.c_str(), NULL);
+      }
       gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
-      if (st.progress && test.n > 0)
-        std::fprintf(stderr, "cxrtrain test (best epoch %d): f1 %.3f acc %.3f on %" G_GINT64_FORMAT " scans -> %s\n",
-                     st.trainer->best_epoch() + 1, test.macro_f1, test.accuracy, static_cast<gint64>(test.n),
-                     st.config.output_dir.c_str());
+      if (st.progress && !line.empty()) std::fprintf(stderr, "%s\n", line.c_str());
     }
     return TRUE;
   });
@@ -577,7 +572,7 @@ static void gst_cxr_train_class_init(GstCxrTrainClass* klass) {
   uint(PROP_EPOCHS, "epochs", "Epochs the schedule plans for (0: as the stream announces)", 0, G_MAXUINT, DEFAULT_EPOCHS);
   str(PROP_MEAN, "mean", "Normalisation mean of pixel / max (one value or one per channel; default: the card's)", nullptr);
   str(PROP_STD, "std", "Normalisation std (one value or one per channel; default: the card's)", nullptr);
-  boolean(PROP_PROGRESS, "progress", "Print a line per epoch to stderr", DEFAULT_PROGRESS);
+  boolean(PROP_PROGRESS, "progress", "Also print each epoch's line to stderr (the cxr-epoch bus message carries it; cxr run prints it)", DEFAULT_PROGRESS);
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray trainer", "Sink/Analyzer",
                                         "Trains a classifier from a stream of labelled scans; writes a run directory",

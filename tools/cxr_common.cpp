@@ -116,6 +116,12 @@ RunStats run_pipeline(GstElement* pipeline, bool progress) {
         if (gst_structure_has_name(s, "cxr-dataset")) {
           guint64 t = 0;
           if (gst_structure_get_uint64(s, "total", &t)) total = t;
+        } else if (gst_structure_has_name(s, "cxr-epoch") || gst_structure_has_name(s, "cxr-train-done")) {
+          // cxrtrain's lines: one per epoch, and the test pass.
+          if (const gchar* line = gst_structure_get_string(s, "line")) {
+            if (progress) std::fprintf(stderr, "\r%80s\r", "");
+            std::fprintf(stderr, "%s\n", line);
+          }
         } else if (gst_structure_has_name(s, "cxr-summary")) {
           guint64 v = 0;
           if (gst_structure_get_uint64(s, "rows", &v)) st.rows = v;

@@ -5,7 +5,9 @@
 #     with the same weights, metrics and test predictions as an uninterrupted run (same seed,
 #     one LibTorch thread: bit-reproducible on the CPU);
 #  2. training and inference from one stream through a tee, with `epochs` set on the source only:
-#     cxrtrain's cosine schedule takes it from the source's cxr-dataset event.
+#     cxrtrain's cosine schedule takes it from the source's cxr-dataset event;
+#  3. progress travels as bus messages: cxrtrain prints nothing by default, `cxr launch` prints
+#     each epoch's line from the cxr-epoch message.
 set -euo pipefail
 tmp="$(mktemp -d)"
 pid=""
@@ -15,7 +17,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 epochs=5
 src="cxrscansrc location=$CXR_SAMPLES/pneumonia split=0.7,0.15,0.15 seed=30 shuffle=true epochs=$epochs"
 prep="cxrdecode ! cxrequalize ! cxrblur ! cxrresize mode=stretch width=64 height=64"
-train="cxrtrain model=mobilenet_v3_large batch-size=8 threads=1 seed=42 epochs=$epochs mean=0.481 std=0.2373"
+train="cxrtrain model=mobilenet_v3_large batch-size=8 threads=1 seed=42 epochs=$epochs mean=0.481 std=0.2373 progress=true"
 
 # 1. Uninterrupted.
 gst-launch-1.0 -q $src ! $prep ! cxraugment seed=3 ! $train output-dir="$tmp/full" > "$tmp/full.log" 2>&1 \
@@ -85,4 +87,13 @@ assert len(test) == summary["test"]["n"], (len(test), summary["test"]["n"])
 assert all("probabilities" in json.dumps(r) for r in test), "rows without results"
 print(f"tee: {len(rows)} result rows, run of {epochs} epochs")
 PY
+# 3. Progress lines from the bus, not from the element.
+line="$src ! $prep ! cxrtrain model=mobilenet_v3_large batch-size=8 threads=1"
+gst-launch-1.0 -q $line output-dir="$tmp/quiet" > "$tmp/quiet.log" 2>&1 || { cat "$tmp/quiet.log"; fail "quiet run failed"; }
+! grep -q "cxrtrain epoch" "$tmp/quiet.log" || fail "cxrtrain printed epoch lines without progress=true"
+"$CXR_TOOLS/cxr" launch --no-progress "$line output-dir=$tmp/printed" > "$tmp/printed.out" 2> "$tmp/printed.log" \
+  || { cat "$tmp/printed.log"; fail "cxr launch of a training line failed"; }
+[ "$(grep -c "^cxrtrain epoch [0-9]/$epochs " "$tmp/printed.log")" -eq $epochs ] \
+  || { cat "$tmp/printed.log"; fail "cxr launch did not print one line per epoch"; }
+grep -q "^cxrtrain test (best epoch" "$tmp/printed.log" || fail "cxr launch did not print the test line"
 echo "ok"

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -100,6 +101,28 @@ struct PhaseAccumulator {
 };
 
 }  // namespace
+
+std::string epoch_line(const EpochRow& row, int epochs) {
+  char total[16] = "?";
+  if (epochs > 0) std::snprintf(total, sizeof total, "%d", epochs);
+  char line[256];
+  if (row.has_val)
+    std::snprintf(line, sizeof line,
+                  "cxrtrain epoch %d/%s  train loss %.4f f1 %.3f | val loss %.4f f1 %.3f acc %.3f | lr %.2g | %.1f s%s",
+                  row.epoch + 1, total, row.train.loss, row.train.macro_f1, row.val.loss, row.val.macro_f1,
+                  row.val.accuracy, row.lr, row.seconds, row.best ? " *" : "");
+  else
+    std::snprintf(line, sizeof line, "cxrtrain epoch %d/%s  train loss %.4f f1 %.3f | no val split | lr %.2g | %.1f s",
+                  row.epoch + 1, total, row.train.loss, row.train.macro_f1, row.lr, row.seconds);
+  return line;
+}
+
+std::string test_line(int best_epoch, double f1, double accuracy, int64_t scans, const std::string& output_dir) {
+  char line[128];
+  std::snprintf(line, sizeof line, "cxrtrain test (best epoch %d): f1 %.3f acc %.3f on %lld scans -> ", best_epoch + 1, f1,
+                accuracy, static_cast<long long>(scans));
+  return line + output_dir;
+}
 
 std::string EpochRow::json() const {
   JsonObject o;

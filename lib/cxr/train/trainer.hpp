@@ -90,6 +90,14 @@ struct EpochRow {
   std::string json() const;
 };
 
+/// The human line for an epoch ("cxrtrain epoch 3/30  train loss ... | val loss ... | lr ... | 70.2 s *"),
+/// no newline; `epochs` 0 prints "?" for the total. What `cxr run` prints from cxrtrain's
+/// cxr-epoch messages, and cxrtrain itself with progress=true.
+std::string epoch_line(const EpochRow& row, int epochs);
+
+/// The line for the test pass with the best weights, no newline.
+std::string test_line(int best_epoch, double f1, double accuracy, int64_t scans, const std::string& output_dir);
+
 /// One optimisation step, for progress reports.
 struct StepProgress {
   int epoch = 0;
