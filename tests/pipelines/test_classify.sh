@@ -11,7 +11,7 @@ cd "$CXR_SOURCE_ROOT"
 cxr="$CXR_TOOLS/cxr"
 
 "$cxr" run pipelines/demo.toml --set output="$tmp/demo" > "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "cxr run demo"; }
-"$cxr" report data/models/pneumonia-demo/run --output "$tmp/report" >> "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "cxr report"; }
+"$cxr" report data/models/kermany-mobilenet_v3_large/run --output "$tmp/report" >> "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "cxr report"; }
 
 "$CXR_PYTHON" - "$tmp" data/samples/index.csv <<'PY'
 import csv, json, os, sys
@@ -24,7 +24,7 @@ assert sorted(os.path.relpath(r["path"], "data/samples") for r in rows) == sorte
 labelled = correct = 0
 for r in rows:
     assert "error" not in r, r
-    assert r["model"] == "pneumonia-demo" and r["classes"] == ["bacterial", "normal", "viral"], r
+    assert r["model"] == "kermany-mobilenet_v3_large" and r["classes"] == ["bacterial", "normal", "viral"], r
     p = r["probabilities"]
     assert len(p) == 3 and abs(sum(p) - 1) < 1e-4 and min(p) >= 0, p
     assert r["predicted"] == r["classes"][p.index(max(p))]
