@@ -34,8 +34,16 @@ for r in rows:
         labelled += 1
         correct += r["label"] == r["predicted"]
 assert labelled == 60, labelled
-# The model has seen 42 of these 60 scans: it must do clearly better than chance on them.
-assert correct >= 40, f"only {correct}/60 correct"
+# The 60 labelled samples are scans of the official Kermany test split, which the model never
+# trained on: the decisions cxrinfer makes in the demo (float16 weights, the card's input size)
+# are the ones the trainer wrote for the same scans with its float32 best weights, and they are
+# clearly better than chance (1 in 3: 30 or more right by chance has p = 0.006).
+trained = {os.path.basename(t["path"]): t["predicted"]
+           for t in csv.DictReader(open("data/models/kermany-mobilenet_v3_large/run/test_predictions.csv"))}
+demo = {os.path.basename(r["path"]): r["predicted"] for r in rows if "label" in r}
+differ = [k for k in demo if trained.get(k) != demo[k]]
+assert not differ, f"{len(differ)} of 60 decisions differ from the run's test_predictions.csv: {differ[:3]}"
+assert correct >= 30, f"only {correct}/60 correct"
 html = open(os.path.join(tmp, "report/index.html")).read()
 for png in [l.split('"')[1] for l in html.split("src=")[1:]]:
     with open(os.path.join(tmp, "report", png), "rb") as f:
