@@ -39,12 +39,13 @@ def main():
     ap.add_argument("--epochs", type=int, default=int(os.environ.get("CXR_BENCH_EPOCHS", "5")))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arch", default="mobilenet_v3_large")
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=0, help="input size (default 64; 128 with --kermany)")
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--lr-end", type=float, default=0.001)
     ap.add_argument("--kermany", action="store_true")
     ap.add_argument("--workers", type=int, default=1)
     a = ap.parse_args()
+    a.size = a.size or (128 if a.kermany else 64)
     if a.kermany:
         sys.exit(kermany(a))
     data = os.path.join(os.environ.get("CXR_SHARED_DATA", os.path.join(HERE, "..", "..", "..", "shared", "data")),
@@ -105,7 +106,7 @@ def main():
 def kermany(a):
     root = os.path.abspath(os.path.join(HERE, "..", ".."))
     shared = os.environ.get("CXR_SHARED_DATA", os.path.join(root, "..", "shared", "data"))
-    size = a.size if a.size != 64 else 128
+    size = a.size
     cxr = os.path.join(os.environ.get("CXR_TOOLS", os.path.join(root, "build", "tools")), "cxr")
     index = os.path.join(root, "data", "kermany", "index.csv")
     with tempfile.TemporaryDirectory() as tmp:

@@ -434,6 +434,15 @@ def main():
     pipes, studies = collect_tomls()
     failures = 0
     counts = {}
+
+    def record(status, detail, where):
+        """Counts one checked line or file and prints its row; returns the status."""
+        nonlocal failures
+        counts[status] = counts.get(status, 0) + 1
+        failures += status == "FAIL"
+        print(f"{status:8} {where}: {detail}")
+        return status
+
     tmp = tempfile.mkdtemp(prefix="cxr-doc-lines-")
     try:
         repo, fixtures = make_scratch(tmp)
@@ -442,24 +451,15 @@ def main():
             failures += 1
         print(f"--- {len(lines)} documented gst-launch-1.0 lines")
         for line in lines:
-            status, detail = check_doc_line(line, repo, fixtures, tmp)
-            counts[status] = counts.get(status, 0) + 1
-            failures += status == "FAIL"
-            print(f"{status:8} {line.where()}: {detail}")
+            status = record(*check_doc_line(line, repo, fixtures, tmp), line.where())
             if status != "RUN ok":
                 print(f"      {line.text}")
         print(f"--- {len(pipes)} pipeline TOMLs")
         for path in pipes:
-            status, detail = check_toml(path, repo, fixtures, tmp)
-            counts[status] = counts.get(status, 0) + 1
-            failures += status == "FAIL"
-            print(f"{status:8} {os.path.relpath(path, SRC)}: {detail}")
+            record(*check_toml(path, repo, fixtures, tmp), os.path.relpath(path, SRC))
         print(f"--- {len(studies)} study TOMLs")
         for path in studies:
-            status, detail = check_study(path, repo, fixtures, tmp)
-            counts[status] = counts.get(status, 0) + 1
-            failures += status == "FAIL"
-            print(f"{status:8} {os.path.relpath(path, SRC)}: {detail}")
+            record(*check_study(path, repo, fixtures, tmp), os.path.relpath(path, SRC))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     by_source = {}
