@@ -21,6 +21,14 @@ CXR_PACKAGES=(
   # LibTorch (CPU) and a fast BLAS for it: Debian's reference BLAS is 5-9x slower. OpenBLAS built
   # with OpenMP shares LibTorch's OpenMP threads (see cxr_select_blas)
   libtorch-dev libopenblas0-openmp
+  # distributed training: ProcessGroupGloo's headers include Gloo's
+  libgloo-dev
+  # CPU inference engine: XNNPACK (and oneDNN) as Debian's LibTorch links them
+  libxnnpack-dev libdnnl-dev
+  # one JSON library and one argument parser
+  nlohmann-json3-dev libcli11-dev
+  # fuzzing and sanitizers: clang's libFuzzer and ASan/UBSan runtimes
+  clang libclang-rt-dev
   # reference implementations for the parity tests
   python3-torchvision python3-sklearn python3-pydicom python3-pil python3-numpy
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0  # parity tests drive pipelines from Python
