@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cxr/error.hpp"
+#include "cxr/explain/feature_table.hpp"
 #include "cxr/explain/tsne.hpp"
 
 const char* cxr_help_tsne =
@@ -37,96 +38,11 @@ using cxr::ConfigError;
 using cxr::InvalidArgument;
 using cxr::IoError;
 
-/// Splits one CSV record; double-quoted fields may hold commas and doubled quotes.
-std::vector<std::string> split_csv(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
-
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string q = "\"";
   for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
   return q + "\"";
-}
-
-struct Table {
-  cv::Mat features;  // rows x features, CV_64F
-  std::vector<std::string> labels;
-  bool has_label = false;
-};
-
-Table read_table(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw IoError("cannot open " + path + ": " + std::strerror(errno));
-  std::string line;
-  int line_no = 0;
-  if (!std::getline(in, line)) throw ConfigError(path + ":1: empty file (expected a header row)");
-  ++line_no;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  const std::vector<std::string> header = split_csv(line);
-  int label_col = -1;
-  for (size_t c = 0; c < header.size(); ++c)
-    if (header[c] == "label") {
-      if (label_col >= 0) throw ConfigError(path + ":1: two 'label' columns");
-      label_col = static_cast<int>(c);
-    }
-  const int n_features = static_cast<int>(header.size()) - (label_col >= 0 ? 1 : 0);
-  if (n_features < 1) throw ConfigError(path + ":1: no feature columns in the header");
-  Table t;
-  t.has_label = label_col >= 0;
-  std::vector<double> values;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    const std::vector<std::string> f = split_csv(line);
-    if (f.size() != header.size())
-      throw ConfigError(path + ":" + std::to_string(line_no) + ": " + std::to_string(f.size()) + " fields, header has " +
-                        std::to_string(header.size()));
-    for (size_t c = 0; c < f.size(); ++c) {
-      if (static_cast<int>(c) == label_col) {
-        t.labels.push_back(f[c]);
-        continue;
-      }
-      const char* s = f[c].c_str();
-      char* end = nullptr;
-      errno = 0;
-      const double v = std::strtod(s, &end);
-      while (end && (*end == ' ' || *end == '\t')) ++end;
-      if (f[c].empty() || end == s || *end != '\0' || !std::isfinite(v))
-        throw ConfigError(path + ":" + std::to_string(line_no) + ": column '" + header[c] +
-                          "': expected a finite number, got '" + f[c] + "'");
-      values.push_back(v);
-    }
-  }
-  const int rows = static_cast<int>(values.size() / static_cast<size_t>(n_features));
-  if (rows < 2) throw ConfigError(path + ": need at least 2 data rows, got " + std::to_string(rows));
-  t.features = cv::Mat(rows, n_features, CV_64F, values.data()).clone();
-  return t;
 }
 
 double parse_number(const char* opt, const char* s) {
@@ -196,7 +112,7 @@ int cxr_cmd_tsne(int argc, char** argv) {
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    const Table table = read_table(input);
+    const FeatureTable table = read_feature_table(input);
     const double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "cxr tsne: %s: %d rows, %d dimensions%s (read in %.2f s)\n", input.c_str(), table.features.rows,
                  table.features.cols, table.has_label ? ", labelled" : "", read_s);
