@@ -236,6 +236,61 @@ TEST_CASE("weights: corrupt, truncated and foreign files give clear errors", "[w
   }
 }
 
+TEST_CASE("weights: forged pickles cannot overflow sizes, recurse, leak or expand without bound", "[weights]") {
+  TempDir tmp;
+  // A tensor of storage '0' (FloatStorage holding `numel`) with the given size and stride.
+  auto tensor_pickle = [](int64_t numel, int64_t size, int64_t stride) {
+    auto long8 = [](Pk& pk, int64_t v) {
+      pk.op(0x8a).op(8);
+      for (int k = 0; k < 8; ++k) pk.op(static_cast<int>((static_cast<uint64_t>(v) >> (8 * k)) & 0xff));
+    };
+    Pk pk;
+    pk.op(0x80).op(2).op('}').op('(').str("w").global("torch._utils", "_rebuild_tensor_v2").op('(');
+    pk.op('(').str("storage").global("torch", "FloatStorage").str("0").str("cpu");
+    long8(pk, numel);
+    pk.op('t').op('Q').op('K').op(0);
+    long8(pk, size);
+    pk.op(0x85);
+    long8(pk, stride);
+    pk.op(0x85).op(0x89).op('}').op('t').op('R').op('u').op('.');
+    return pk.s;
+  };
+  SECTION("a storage size whose byte count overflows") {
+    const std::string path = tmp.file("numel.pth");
+    write_archive(path, tensor_pickle(int64_t{1} << 62, 4, 1), std::string(16, '\0'));
+    CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("declares 4611686018427387904 elements"));
+  }
+  SECTION("a size and stride whose product overflows") {
+    const std::string path = tmp.file("stride.pth");
+    write_archive(path, tensor_pickle(4, int64_t{1} << 62, int64_t{1} << 62), std::string(16, '\0'));
+    CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("overflow"));
+  }
+  SECTION("containers nested a million deep, and a list that holds itself") {
+    Pk pk;
+    pk.op(0x80).op(2);
+    const int depth = 1000000;
+    pk.s.append(depth, ']');
+    pk.s.append(depth - 1, 'a');
+    pk.op('q').op(0).op('h').op(0).op('a').op('.');  // the outermost list appended to itself
+    const std::string path = tmp.file("deep.pth");
+    write_archive(path, pk.s);
+    CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("not a state dict"));
+  }
+  SECTION("one list copied into a dict again and again") {
+    Pk pk;
+    pk.op(0x80).op(2).op(']').op('q').op(0).op('(');
+    for (int i = 0; i < 10000; ++i) pk.op('N').op('N').op(0x86);
+    pk.op('e').op('0');
+    pk.global("collections", "OrderedDict").op('q').op(1).op('0');
+    pk.op('h').op(0).op(0x85).op('q').op(2).op('0');
+    for (int i = 0; i < 100000; ++i) pk.op('h').op(1).op('h').op(2).op('R').op('0');
+    pk.op('N').op('.');
+    const std::string path = tmp.file("bomb.pth");
+    write_archive(path, pk.s);
+    CHECK_THROWS_WITH(read_state_dict(path), Catch::Contains("expands to more than"));
+  }
+}
+
 TEST_CASE("weights: a state dict saved by PyTorch 2.x on a GPU reads as PyTorch wrote it", "[weights]") {
   // tests/lib/fixtures/make_torch2_state_dict.py wrote it with torch 2.6 (byteorder and
   // serialization_id records, storages tagged cuda:0); the tensors are made the same way here.

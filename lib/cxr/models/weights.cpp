@@ -19,8 +19,11 @@ namespace {
 
 // ---- reading -------------------------------------------------------------------------------
 
+// Values are owned by the unpickler's arena and point at each other with plain pointers: a
+// pickle may build cycles (a list appended to itself through the memo) and nest containers
+// thousands deep, and neither must leak or recurse when the values are freed.
 struct Value;
-using ValuePtr = std::shared_ptr<Value>;
+using ValuePtr = Value*;
 
 struct Value {
   enum class Kind { None, Bool, Int, Float, String, Bytes, Tuple, List, Dict, Global, Storage, Tensor };
@@ -33,12 +36,6 @@ struct Value {
   std::vector<std::pair<ValuePtr, ValuePtr>> dict;
   at::Tensor tensor;  // Tensor; Storage as a flat tensor over the whole storage
 };
-
-ValuePtr make(Value::Kind k) {
-  auto v = std::make_shared<Value>();
-  v->kind = k;
-  return v;
-}
 
 const char* kind_name(Value::Kind k) {
   switch (k) {
@@ -74,7 +71,7 @@ at::ScalarType storage_dtype(const std::string& global) {
 class Unpickler {
  public:
   Unpickler(const uint8_t* data, size_t size, caffe2::serialize::PyTorchStreamReader& reader)
-      : p_(data), end_(data + size), reader_(reader) {}
+      : p_(data), end_(data + size), reader_(reader), max_entries_(16 * size + 65536) {}
 
   ValuePtr run() {
     while (true) {
@@ -96,16 +93,19 @@ class Unpickler {
         case 'l': {                                        // LIST
           auto v = make(Value::Kind::List);
           v->items = pop_mark();
+          count_entries(v->items.size());
           push(v);
           break;
         }
         case 'a': {                                        // APPEND
           auto x = pop();
+          count_entries(1);
           expect(top(), Value::Kind::List, "APPEND")->items.push_back(x);
           break;
         }
         case 'e': {                                        // APPENDS
           auto xs = pop_mark();
+          count_entries(xs.size());
           auto& l = expect(top(), Value::Kind::List, "APPENDS")->items;
           l.insert(l.end(), xs.begin(), xs.end());
           break;
@@ -233,22 +233,37 @@ class Unpickler {
     v->s.assign(reinterpret_cast<const char*>(take(n)), n);
     return v;
   }
-  static ValuePtr integer(int64_t i) {
+  ValuePtr make(Value::Kind k) {
+    arena_.push_back(std::make_unique<Value>());
+    arena_.back()->kind = k;
+    return arena_.back().get();
+  }
+  // Containers may share items (DUP, the memo), so a small pickle could otherwise ask for
+  // copies of one long list again and again: the entries of all containers are bounded by the
+  // pickle's size.
+  void count_entries(size_t n) {
+    entries_ += n;
+    if (entries_ > max_entries_)
+      fail("pickle expands to more than " + std::to_string(max_entries_) + " container entries (" +
+           std::to_string(end_ - begin()) + " bytes of pickle)");
+  }
+  ValuePtr integer(int64_t i) {
     auto v = make(Value::Kind::Int);
     v->i = i;
     return v;
   }
-  static ValuePtr boolean(bool b) {
+  ValuePtr boolean(bool b) {
     auto v = make(Value::Kind::Bool);
     v->b = b;
     return v;
   }
-  static ValuePtr global(std::string name) {
+  ValuePtr global(std::string name) {
     auto v = make(Value::Kind::Global);
     v->s = std::move(name);
     return v;
   }
-  static ValuePtr tuple(std::vector<ValuePtr> items) {
+  ValuePtr tuple(std::vector<ValuePtr> items) {
+    count_entries(items.size());
     auto v = make(Value::Kind::Tuple);
     v->items = std::move(items);
     return v;
@@ -293,6 +308,7 @@ class Unpickler {
   }
   void set_items(Value& d, const std::vector<ValuePtr>& xs) {
     if (xs.size() % 2) fail("odd number of items for a dict");
+    count_entries(xs.size());
     for (size_t k = 0; k < xs.size(); k += 2) d.dict.emplace_back(xs[k], xs[k + 1]);
   }
 
@@ -322,8 +338,10 @@ class Unpickler {
     const std::string record = "data/" + key;
     if (!reader_.hasRecord(record)) fail("storage record '" + record + "' is missing from the archive");
     auto [ptr, size] = reader_.getRecord(record);
-    const size_t need = static_cast<size_t>(numel) * c10::elementSize(dtype);
-    if (numel < 0 || size < need) {
+    size_t need = 0;
+    if (numel < 0 || __builtin_mul_overflow(static_cast<size_t>(numel), c10::elementSize(dtype), &need))
+      fail("storage record '" + record + "' declares " + std::to_string(numel) + " elements");
+    if (size < need) {
       fail("storage record '" + record + "' holds " + std::to_string(size) + " bytes, " + std::to_string(need) +
            " expected (truncated file?)");
     }
@@ -339,6 +357,7 @@ class Unpickler {
     if (fn == "collections.OrderedDict" || fn == "builtins.dict") {
       auto d = make(Value::Kind::Dict);
       if (!args.empty() && args[0]->kind == Value::Kind::List) {
+        count_entries(args[0]->items.size());
         for (const auto& pair : args[0]->items) {
           if (pair->kind != Value::Kind::Tuple || pair->items.size() != 2) fail("OrderedDict item is not a pair");
           d->dict.emplace_back(pair->items[0], pair->items[1]);
@@ -354,13 +373,18 @@ class Unpickler {
       const auto size = int_tuple(args[2], "tensor size");
       const auto stride = int_tuple(args[3], "tensor stride");
       if (size.size() != stride.size()) fail("tensor size and stride differ in length");
-      // The furthest element must lie inside the storage.
+      // The furthest element must lie inside the storage (computed without overflow: a forged
+      // size or stride must not wrap around to a small offset).
       int64_t last = offset;
       bool empty = false;
       for (size_t k = 0; k < size.size(); ++k) {
         if (size[k] < 0 || stride[k] < 0) fail("negative tensor size or stride");
         if (size[k] == 0) empty = true;
-        last += (size[k] - 1) * stride[k];
+      }
+      for (size_t k = 0; k < size.size() && !empty; ++k) {
+        int64_t span = 0;
+        if (__builtin_mul_overflow(size[k] - 1, stride[k], &span) || __builtin_add_overflow(last, span, &last))
+          fail("tensor size and stride overflow");
       }
       if (!empty && (offset < 0 || last >= storage.numel())) fail("tensor view runs past its storage");
       auto t = at::empty({0}, storage.options()).set_(storage.storage(), offset, size, stride);
@@ -385,6 +409,9 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
   std::unordered_map<std::string, ValuePtr> storages_;
+  std::vector<std::unique_ptr<Value>> arena_;
+  size_t entries_ = 0;
+  const size_t max_entries_;
 };
 
 bool is_tensor_dict(const Value& v) {
@@ -400,7 +427,7 @@ StateDict to_state_dict(const Value& root, const std::string& path) {
   if (v->kind == Value::Kind::Dict && !is_tensor_dict(*v)) {
     for (const auto& [k, x] : v->dict) {
       if (k->kind == Value::Kind::String && (k->s == "state_dict" || k->s == "model") && is_tensor_dict(*x)) {
-        v = x.get();
+        v = x;
         break;
       }
     }
