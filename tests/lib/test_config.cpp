@@ -113,6 +113,26 @@ TEST_CASE("pipeline: variable errors name file:line and the variables", "[config
   CHECK_THAT(error_of("[[element]]\nfactory = \"x\"\np = \"${a\"\n"), Catch::Contains("p.toml:3: unterminated"));
 }
 
+TEST_CASE("pipeline: variables that multiply each other are bounded", "[config]") {
+  // v0 names v1 eight times, v1 names v2 eight times, ...: 8^12 substitutions when each
+  // reference is expanded anew, 2^36 bytes of result.
+  std::string text = "[variables]\n";
+  for (int k = 0; k < 12; ++k) {
+    text += "v" + std::to_string(k) + " = \"";
+    for (int r = 0; r < 8; ++r) text += "${v" + std::to_string(k + 1) + "}";
+    text += "\"\n";
+  }
+  text += "v12 = \"abcdefgh\"\n[[element]]\nfactory = \"x\"\np = \"${v0}\"\n";
+  CHECK_THAT(error_of(text), Catch::Contains("expands to more than 1048576 bytes"));
+
+  // Shared references below the bound still expand in full.
+  const Pipeline p = parse_pipeline(
+      "[variables]\na = \"${b}-${b}\"\nb = \"x${c}\"\nc = \"y\"\n[[element]]\nfactory = \"x\"\np = \"${a}/${b}\"\n",
+      "m.toml");
+  CHECK(p.elements.at(0).property("p")->value == "xy-xy/xy");
+  CHECK(p.variables.at("a") == "xy-xy");
+}
+
 TEST_CASE("pipeline: syntax and structure errors carry file:line and the valid keys", "[config]") {
   SECTION("TOML syntax") {
     const std::string e = error_of("[[element]]\nfactory = \"cxrblur\"\nkernel-size = = 5\n");

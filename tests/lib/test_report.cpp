@@ -302,3 +302,55 @@ TEST_CASE("report: study files and sweep parameters", "[report][study]") {
   CHECK_THROWS_WITH(set_element_property(p, "learning-rate", "0.1"), Catch::Contains("neither a variable"));
   CHECK_THROWS_WITH(set_element_property(p, "cxrtrain.learning-rate", "0.1"), Catch::Contains("no element 'cxrtrain'"));
 }
+
+TEST_CASE("report: numbers beyond the integer range in run files fall back", "[report]") {
+  // Converting 1e300 to int is undefined behaviour; such fields read as absent.
+  TempDir t;
+  write(t.path / "r" / "metrics.jsonl", "{\"epoch\":1e300,\"train_loss\":0.5}\n{\"epoch\":-1e300}\n");
+  write(t.path / "r" / "summary.json",
+        "{\"best_epoch\":1e300,\"epochs_completed\":-3e10,\"test\":{\"confusion\":[[1e300,2],[-1e19,4]]}}");
+  const RunInfo r = load_run((t.path / "r").string());
+  REQUIRE(r.epochs.size() == 2);
+  CHECK(r.epochs[0].epoch == 0);
+  CHECK(r.epochs[1].epoch == 1);
+  CHECK(r.best_epoch == -1);
+  CHECK(r.epochs_completed == 2);
+  REQUIRE(r.confusion.size() == 2);
+  CHECK(r.confusion[0] == std::vector<int64_t>{0, 2});
+  CHECK(r.confusion[1] == std::vector<int64_t>{0, 4});
+}
+
+TEST_CASE("report: a t-SNE CSV cannot put commands into the gnuplot script", "[report]") {
+  TempDir t;
+  const fs::path csv = t.path / "tsne.csv";
+  // A quoted field may hold newlines: this one ends the data block and runs a shell command.
+  write(csv, "x,y,label\n0.5,\"1\nEOD\nsystem 'touch " + (t.path / "ran").string() + "'\n$x << EOD\n2\",a\n");
+  CHECK_THROWS_WITH(tsne_figure(csv.string(), "t", "t.png"), Catch::Contains("tsne.csv:2") && Catch::Contains("not a finite number"));
+  write(csv, "x,y\n1,2-\n");  // a fuzzing finding: text after a number
+  CHECK_THROWS_AS(tsne_figure(csv.string(), "t", "t.png"), cxr::ConfigError);
+  write(csv, "x,y,label\n 0.25 ,1e3,a\n-2,3,\"b\nc\"\n");
+  const Figure f = tsne_figure(csv.string(), "t", "t.png");
+  CHECK(f.script.find("$g0 << EOD\n0.25 1000\nEOD\n") != std::string::npos);
+  CHECK(f.script.find("$g1 << EOD\n-2 3\nEOD\n") != std::string::npos);
+}
+
+TEST_CASE("report: the pipeline variable scan copes with long lines and include cycles", "[report][study]") {
+  TempDir t;
+  // 100 kB on one line: a regex matcher that recurses per character overflowed the stack here.
+  write(t.path / "long-include.toml", "include = \"" + std::string(100000, 'a') + "\"\n");
+  CHECK_THROWS_AS(pipeline_has_variable((t.path / "long-include.toml").string(), "size"), cxr::IoError);
+  write(t.path / "long-blank.toml", "[variables]\n" + std::string(100000, ' ') + "size = 3\n");
+  CHECK(pipeline_has_variable((t.path / "long-blank.toml").string(), "size"));
+  CHECK_FALSE(pipeline_has_variable((t.path / "long-blank.toml").string(), "width"));
+  // Quoted keys, blanks around '=', and a default outside [variables] that does not count.
+  write(t.path / "keys.toml", "[variables]\n\t\"size\"\t= 3\n[[element]]\nwidth = 4\n");
+  CHECK(pipeline_has_variable((t.path / "keys.toml").string(), "size"));
+  CHECK_FALSE(pipeline_has_variable((t.path / "keys.toml").string(), "width"));
+  // Two files that include each other ten times each are read once each.
+  std::string a, b;
+  for (int i = 0; i < 10; ++i) a += "[[element]]\ninclude = \"b.toml\"\n", b += "[[element]]\ninclude = \"a.toml\"\n";
+  write(t.path / "a.toml", a);
+  write(t.path / "b.toml", b + "[[element]]\nfactory = \"x\"\nlocation = \"${input}\"\n");
+  CHECK(pipeline_has_variable((t.path / "a.toml").string(), "input"));
+  CHECK_FALSE(pipeline_has_variable((t.path / "a.toml").string(), "output"));
+}

@@ -23,6 +23,10 @@ const std::vector<std::string> kTopKeys{"description", "variables", "element"};
 const std::vector<std::string> kReserved{"factory", "name", "caps", "from", "to", "include"};
 // Include depth guard: deeper than this is a cycle the path check missed (e.g. via symlinks).
 constexpr int kMaxIncludeDepth = 16;
+// Longest value variable substitution may produce. Each variable is expanded once, but values
+// that name others several times still grow exponentially with the nesting ("a" = "${b}${b}",
+// "b" = "${c}${c}", ...): a few lines could otherwise ask for gigabytes.
+constexpr size_t kMaxExpandedBytes = 1 << 20;
 
 std::string join(const std::vector<std::string>& xs) {
   std::string s;
@@ -326,7 +330,11 @@ class Loader {
       fail(where, "unknown variable ${" + name + "} (variables: " + known_names() + "; or give it with --set " +
                       name + "=VALUE)");
     if (depth > 16) fail(where, "variable ${" + name + "} refers to itself");
-    return it->second.value.expand ? expand(it->second.value.text, it->second.where, depth + 1) : it->second.value.text;
+    if (!it->second.value.expand) return it->second.value.text;
+    auto done = expanded_.find(name);
+    if (done != expanded_.end()) return done->second;
+    std::string value = expand(it->second.value.text, it->second.where, depth + 1);
+    return expanded_.emplace(name, std::move(value)).first->second;
   }
 
   // `${name}` is a variable, `$$` a literal `$`; any other `$` is kept as written.
@@ -344,6 +352,9 @@ class Loader {
         const std::string name = s.substr(i + 2, close - i - 2);
         if (!is_identifier(name)) fail(where, "bad variable reference ${" + name + "} in \"" + s + "\"");
         out += variable(name, where, depth);
+        if (out.size() > kMaxExpandedBytes)
+          fail(where, "\"" + s.substr(0, 64) + (s.size() > 64 ? "..." : "") + "\" expands to more than " +
+                          std::to_string(kMaxExpandedBytes) + " bytes");
         i = close;
       } else {
         out += s[i];
@@ -354,6 +365,7 @@ class Loader {
 
   const Variables& set_;
   std::map<std::string, RawVariable> variables_;
+  std::map<std::string, std::string> expanded_;  // variables' values once substituted
   std::vector<RawElement> raw_;
   std::set<std::string> open_;
   std::string description_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -201,8 +202,21 @@ Figure tsne_figure(const std::string& csv_path, const std::string& title, const 
   const int xc = t.column("x"), yc = t.column("y"), lc = t.column("label");
   if (xc < 0 || yc < 0) throw ConfigError(csv_path + ":1: a t-SNE CSV needs columns x and y");
   std::map<std::string, std::string> groups;  // label -> rows; sorted, so colours are stable
-  for (const auto& row : t.rows)
-    groups[lc >= 0 ? row[static_cast<size_t>(lc)] : std::string()] += row[static_cast<size_t>(xc)] + " " + row[static_cast<size_t>(yc)] + "\n";
+  // x and y enter the script as numbers we format: text copied from the file could end the
+  // data block early and have gnuplot run what follows (`system(...)`).
+  auto coordinate = [&](size_t row, int col) {
+    const std::string& field = t.rows[row][static_cast<size_t>(col)];
+    const char* s = field.c_str();
+    char* end = nullptr;
+    const double v = std::strtod(s, &end);
+    while (end && (*end == ' ' || *end == '\t')) ++end;
+    if (end == s || *end != '\0' || !std::isfinite(v))
+      throw ConfigError(csv_path + ":" + std::to_string(t.lines[row]) + ": " + t.header[static_cast<size_t>(col)] +
+                        " is '" + field + "', not a finite number");
+    return util::json_number(v);
+  };
+  for (size_t i = 0; i < t.rows.size(); ++i)
+    groups[lc >= 0 ? t.rows[i][static_cast<size_t>(lc)] : std::string()] += coordinate(i, xc) + " " + coordinate(i, yc) + "\n";
   Figure f;
   f.name = name;
   f.title = title;

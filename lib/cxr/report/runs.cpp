@@ -156,12 +156,27 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+// JSON numbers as integers. The files come from outside, and converting a double beyond the
+// integer's range (1e300, -inf) is undefined behaviour: those become `fallback`.
+int to_int(double v, int fallback) {
+  if (!(v >= static_cast<double>(std::numeric_limits<int>::min()) &&
+        v <= static_cast<double>(std::numeric_limits<int>::max())))
+    return fallback;
+  return static_cast<int>(v);
+}
+
+int64_t to_int64(double v, int64_t fallback) {
+  // 2^63 is exactly representable; every double below it converts.
+  if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0)) return fallback;
+  return static_cast<int64_t>(v);
+}
+
 std::vector<std::vector<int64_t>> matrix(const Json* j) {
   std::vector<std::vector<int64_t>> m;
   if (!j || j->type != Json::Type::Array) return m;
   for (const Json& row : j->array) {
     std::vector<int64_t> r;
-    for (double v : row.numbers()) r.push_back(std::isfinite(v) ? static_cast<int64_t>(v) : 0);
+    for (double v : row.numbers()) r.push_back(to_int64(v, 0));
     m.push_back(std::move(r));
   }
   return m;
@@ -266,7 +281,7 @@ RunInfo load_run(const std::string& dir) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const Json j = parse_json(line, metrics + ":" + std::to_string(n) + " (row)");
       EpochMetrics e;
-      e.epoch = static_cast<int>(j.number_or("epoch", static_cast<double>(r.epochs.size())));
+      e.epoch = to_int(j.number_or("epoch", static_cast<double>(r.epochs.size())), static_cast<int>(r.epochs.size()));
       e.train_loss = j.number_or("train_loss", kNaN);
       e.train_f1 = j.number_or("train_f1", kNaN);
       e.train_accuracy = j.number_or("train_accuracy", kNaN);
@@ -290,8 +305,9 @@ RunInfo load_run(const std::string& dir) {
     r.task = s.string_or("task", "");
     if (const Json* c = s.get("classes"))
       for (const Json& v : c->array) r.classes.push_back(v.string);
-    r.best_epoch = static_cast<int>(s.number_or("best_epoch", -1));
-    r.epochs_completed = static_cast<int>(s.number_or("epochs_completed", static_cast<double>(r.epochs.size())));
+    r.best_epoch = to_int(s.number_or("best_epoch", -1), -1);
+    r.epochs_completed = to_int(s.number_or("epochs_completed", static_cast<double>(r.epochs.size())),
+                                static_cast<int>(r.epochs.size()));
     r.train_seconds = s.number_or("train_seconds", s.number_or("seconds", 0));
     if (const Json* t = s.get("test"); t && t->type == Json::Type::Object) {
       r.test_f1 = t->number_or("f1", kNaN);

@@ -5,7 +5,6 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -191,6 +190,9 @@ class StudyReader {
           if (it == vars.end() || ref == name)
             fail(where.source(), "variable '" + name + "' uses ${" + ref + "}, which the study does not define");
           out += value.substr(i, open - i) + it->second;
+          // Values that name each other grow with every pass: bound them.
+          if (out.size() > (1u << 20))
+            fail(where.source(), "variable '" + name + "' expands to more than " + std::to_string(1u << 20) + " bytes");
           i = close + 1;
         }
         value = out;
@@ -202,8 +204,54 @@ class StudyReader {
   config::Variables set_;
 };
 
-void scan_variables(const fs::path& file, const std::string& name, int depth, bool& found) {
+// True when a line of `text` starts with `name =` (blanks around, the key possibly quoted).
+bool defines_at_line_start(const std::string& text, const std::string& name) {
+  auto blank = [&](size_t i) { return i < text.size() && (text[i] == ' ' || text[i] == '\t'); };
+  for (size_t line = 0; line < text.size();) {
+    size_t i = line;
+    while (blank(i)) ++i;
+    if (i < text.size() && text[i] == '"') ++i;
+    if (text.compare(i, name.size(), name) == 0) {
+      i += name.size();
+      if (i < text.size() && text[i] == '"') ++i;
+      while (blank(i)) ++i;
+      if (i < text.size() && text[i] == '=') return true;
+    }
+    const size_t nl = text.find('\n', line);
+    if (nl == std::string::npos) break;
+    line = nl + 1;
+  }
+  return false;
+}
+
+// The file names of `include = "..."` entries, in order.
+std::vector<std::string> include_names(const std::string& text) {
+  std::vector<std::string> out;
+  auto blank = [&](size_t i) { return i < text.size() && (text[i] == ' ' || text[i] == '\t'); };
+  for (size_t p = text.find("include"); p != std::string::npos; p = text.find("include", p + 1)) {
+    size_t i = p + 7;
+    while (blank(i)) ++i;
+    if (i >= text.size() || text[i] != '=') continue;
+    ++i;
+    while (blank(i)) ++i;
+    if (i >= text.size() || text[i] != '"') continue;
+    const size_t close = text.find('"', i + 1);
+    if (close == std::string::npos || close == i + 1) continue;
+    out.push_back(text.substr(i + 1, close - i - 1));
+    p = close;
+  }
+  return out;
+}
+
+// Plain scans rather than std::regex: libstdc++'s matcher recurses once per character and a
+// long line (100 kB of blanks or of an include name) overflows the stack. Each file is read
+// once, so files that include each other several times cannot multiply the work.
+void scan_variables(const fs::path& file, const std::string& name, int depth, std::set<std::string>& seen,
+                    bool& found) {
   if (found || depth > 8) return;
+  std::error_code ec;
+  const fs::path canon = fs::weakly_canonical(file, ec);
+  if (!seen.insert(ec ? file.string() : canon.string()).second) return;
   std::ifstream in(file, std::ios::binary);
   if (!in) throw IoError("cannot read " + file.string());
   std::ostringstream ss;
@@ -214,20 +262,16 @@ void scan_variables(const fs::path& file, const std::string& name, int depth, bo
     return;
   }
   // A [variables] default: `name = ...` at the start of a line (keys may be quoted).
-  const std::regex def("(^|\\n)[ \\t]*\"?" + std::regex_replace(name, std::regex("[.^$|()\\[\\]{}*+?\\\\-]"), "\\$&") +
-                       "\"?[ \\t]*=");
   const auto vars = text.find("[variables]");
   if (vars != std::string::npos) {
     const auto end = text.find("\n[", vars + 1);
     const std::string section = text.substr(vars, end == std::string::npos ? std::string::npos : end - vars);
-    if (std::regex_search(section, def)) {
+    if (defines_at_line_start(section, name)) {
       found = true;
       return;
     }
   }
-  static const std::regex include("include[ \\t]*=[ \\t]*\"([^\"]+)\"");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), include); it != std::sregex_iterator(); ++it)
-    scan_variables(file.parent_path() / (*it)[1].str(), name, depth + 1, found);
+  for (const std::string& inc : include_names(text)) scan_variables(file.parent_path() / inc, name, depth + 1, seen, found);
 }
 
 bool numeric(const std::string& v) {
@@ -264,7 +308,8 @@ std::pair<std::string, std::vector<std::string>> parse_param(const std::string& 
 
 bool pipeline_has_variable(const std::string& path, const std::string& name) {
   bool found = false;
-  scan_variables(fs::path(path), name, 0, found);
+  std::set<std::string> seen;
+  scan_variables(fs::path(path), name, 0, seen, found);
   return found;
 }
 
