@@ -332,6 +332,17 @@ TEST_CASE("bad input is a DecodeError with a reason", "[decode]") {
     INFO(e);
     CHECK(e.find("max-pixels") != std::string::npos);
   }
+  SECTION("forged PNG header within max-pixels on a small file fails before allocating") {
+    // 8000x8000 is within the default max-pixels; 64 MB of image data cannot come from a few kB.
+    Bytes b = png;
+    b.resize(std::min<size_t>(b.size(), 4096));
+    put_be32(&b[16], 8000);
+    put_be32(&b[20], 8000);
+    put_be32(&b[29], uint32_t(crc32(0, &b[12], 17)));
+    const std::string e = decode_error(b);
+    INFO(e);
+    CHECK(e.find("more than 4096 bytes of file can hold") != std::string::npos);
+  }
   SECTION("max_pixels below a real scan") {
     DecodeParams p;
     p.max_pixels = 1000;

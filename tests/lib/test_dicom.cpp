@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "cxr/dicom/instance.hpp"
 #include "cxr/error.hpp"
 #include "cxr/io/decode.hpp"
 #include "testutil.hpp"
@@ -339,5 +340,97 @@ TEST_CASE("bad DICOM files are DecodeErrors", "[dicom]") {
     DecodeParams p;
     p.max_pixels = 1000;
     CHECK(decode_error(cxrtest::samples("dicom/WG04_RG1_J2KI.dcm"), p).find("max-pixels") != std::string::npos);
+  }
+}
+
+TEST_CASE("a JPEG 2000 frame whose sign differs from the header decodes in the header's domain", "[dicom]") {
+  // The same 8x8 ramp, once as written and once with the codestream's SIZ marker
+  // claiming signed samples while PixelRepresentation stays 0 (the signed values used to index
+  // the presentation table out of bounds).
+  const std::string fuzz = cxrtest::env_or("CXR_SOURCE_ROOT", ".") + "/tests/fuzz";
+  const std::string plain = fuzz + "/corpus/dicom/j2k.dcm";
+  const std::string forged = fuzz + "/regressions/dicom/j2k-signed-codestream-unsigned-header.dcm";
+  DecodeParams stored;
+  stored.stored_values = true;
+  const cxr::io::Image a = cxr::io::decode_file(plain, stored);
+  const cxr::io::Image b = cxr::io::decode_file(forged, stored);
+  REQUIRE(a.pixels.type() == CV_16UC1);
+  CHECK(b.pixels.type() == CV_16UC1);
+  CHECK(b.bits == a.bits);
+  // Without the unsigned decoder's level shift the samples come out 2^(bits-1) lower; as the
+  // header's unsigned values of that many bits, that is the top bit flipped.
+  cv::Mat expected;
+  cv::bitwise_xor(a.pixels, cv::Scalar(1 << (a.bits - 1)), expected);
+  CHECK(cv::norm(b.pixels, expected, cv::NORM_INF) == 0);
+  const cxr::io::Image shown = cxr::io::decode_file(forged);
+  CHECK(shown.pixels.type() == CV_16UC1);
+  CHECK(shown.bits == 16);
+}
+
+namespace {
+
+// A Part 10 file whose dataset nests `depth` sequences (each with one item of undefined
+// length) in explicit or implicit VR little endian.
+Bytes nested_sequences(int depth, bool explicit_vr) {
+  auto le16 = [](Bytes& b, uint16_t v) { b.push_back(uint8_t(v)), b.push_back(uint8_t(v >> 8)); };
+  auto le32 = [&](Bytes& b, uint32_t v) { le16(b, uint16_t(v)), le16(b, uint16_t(v >> 16)); };
+  Bytes b(128, 0);
+  for (char c : std::string("DICM")) b.push_back(uint8_t(c));
+  const std::string uid = explicit_vr ? "1.2.840.10008.1.2.1" : std::string("1.2.840.10008.1.2\0", 18);
+  Bytes ts;
+  le16(ts, 0x0002), le16(ts, 0x0010), ts.push_back('U'), ts.push_back('I'), le16(ts, uint16_t(uid.size()));
+  ts.insert(ts.end(), uid.begin(), uid.end());
+  le16(b, 0x0002), le16(b, 0x0000), b.push_back('U'), b.push_back('L'), le16(b, 4), le32(b, uint32_t(ts.size()));
+  b.insert(b.end(), ts.begin(), ts.end());
+  for (int k = 0; k < depth; ++k) {
+    le16(b, 0x0008), le16(b, 0x1115);  // Referenced Series Sequence
+    if (explicit_vr) b.push_back('S'), b.push_back('Q'), le16(b, 0);
+    le32(b, 0xffffffffu);
+    le16(b, 0xfffe), le16(b, 0xe000), le32(b, 0xffffffffu);
+  }
+  for (int k = 0; k < depth; ++k) {
+    le16(b, 0xfffe), le16(b, 0xe00d), le32(b, 0);
+    le16(b, 0xfffe), le16(b, 0xe0dd), le32(b, 0);
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("DICOM nesting is measured before DCMTK parses, and deep nesting refused", "[dicom]") {
+  TempDir tmp;
+  SECTION("the walk counts sequences and items, not pixel fragments") {
+    for (const bool ex : {true, false}) {
+      const Bytes b = nested_sequences(3, ex);
+      CHECK(cxr::io::dicom_nesting_depth(b.data(), b.size(), 100) == 6);
+    }
+    const std::string fuzz = cxrtest::env_or("CXR_SOURCE_ROOT", ".") + "/tests/fuzz/corpus/dicom/";
+    const Bytes lut = cxrtest::read_file(fuzz + "voi-lut.dcm");
+    CHECK(cxr::io::dicom_nesting_depth(lut.data(), lut.size(), 100) == 2);
+    const Bytes j2k = cxrtest::read_file(fuzz + "j2k.dcm");
+    CHECK(cxr::io::dicom_nesting_depth(j2k.data(), j2k.size(), 100) == 1);
+    for (const char* sample : {"dicom/WG04_RG1_JLSN.dcm", "dicom/CR-MONO1-10-chest.dcm"}) {
+      const Bytes s = cxrtest::read_file(cxrtest::samples(sample));
+      CHECK(cxr::io::dicom_nesting_depth(s.data(), s.size(), cxr::io::kMaxDicomNesting) <= 4);
+    }
+  }
+  SECTION("200000 nested sequences are a DecodeError, not a stack overflow") {
+    // 4 MB of nesting: DCMTK's recursive parser ran out of stack here, in decode() and in the
+    // C-STORE listener's read of a received file.
+    for (const bool ex : {true, false}) {
+      const Bytes b = nested_sequences(200000, ex);
+      CHECK(cxr::io::dicom_nesting_depth(b.data(), b.size(), cxr::io::kMaxDicomNesting) ==
+            cxr::io::kMaxDicomNesting + 1);
+      std::string e;
+      try {
+        cxr::io::decode(b.data(), b.size());
+      } catch (const cxr::DecodeError& err) {
+        e = err.what();
+      }
+      CHECK(e.find("nested deeper than 128 levels") != std::string::npos);
+      const std::string path = tmp / "deep.dcm";
+      std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+      CHECK_THROWS_WITH(cxr::dicom::read_instance_info(path), Catch::Contains("nested deeper"));
+    }
   }
 }

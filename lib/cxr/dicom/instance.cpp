@@ -6,8 +6,13 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcxfer.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cxr/error.hpp"
+#include "cxr/io/decode.hpp"
 
 namespace cxr::dicom {
 namespace {
@@ -18,9 +23,30 @@ std::string get(DcmItem* item, const DcmTagKey& key) {
   return {};
 }
 
+// DCMTK recurses once per nesting level: a received file of deeply nested sequences would
+// overflow the listener thread's stack. Measured on the bytes before DCMTK parses them.
+void check_nesting(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // loadFile reports it
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+    ::close(fd);
+    return;
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return;
+  const int depth = io::dicom_nesting_depth(static_cast<const uint8_t*>(map), size, io::kMaxDicomNesting);
+  ::munmap(map, size);
+  if (depth > io::kMaxDicomNesting)
+    throw DecodeError(path + ": sequences nested deeper than " + std::to_string(io::kMaxDicomNesting) + " levels");
+}
+
 }  // namespace
 
 InstanceInfo read_instance_info(const std::string& path) {
+  check_nesting(path);
   DcmFileFormat ff;
   // Values longer than 4 KiB (pixel data) are read lazily, i.e. never here.
   const OFCondition cond = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096);

@@ -89,6 +89,18 @@ Image decode(const uint8_t* data, size_t size, const DecodeParams& params = {});
 /// file cannot be read.
 Image decode_file(const std::string& path, const DecodeParams& params = {});
 
+/// Deepest nesting of sequences and items in a DICOM stream (Part 10 or bare dataset), found by
+/// a walk over the element headers that keeps its own stack instead of recursing. DCMTK's
+/// parser recurses once per level, so a few megabytes of nested sequences overflow the stack
+/// of whatever thread reads them; decode() and the C-STORE listener check this first. Counting
+/// stops past `limit`. A stream the walk cannot follow (truncated, inconsistent lengths) is
+/// measured as far as it goes.
+int dicom_nesting_depth(const uint8_t* data, size_t size, int limit);
+
+/// Nesting (sequences plus items) readers accept: far deeper than real images and structured
+/// reports, far shallower than a stack overflow.
+constexpr int kMaxDicomNesting = 128;
+
 /// Expands `bits`-bit values (in [0, 2^bits - 1]) to the full range of `out_bits` (8 or 16) by
 /// bit replication; src and dst may be the same Mat. dst becomes CV_8U for 8, CV_16U for 16.
 void expand_bits(const cv::Mat& src, cv::Mat& dst, int bits, int out_bits);

@@ -13,12 +13,16 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -238,6 +242,8 @@ std::vector<uint16_t> presentation_lut(const Domain& dom, DcmDataset* ds, const 
 
 Image decode_dicom(const uint8_t* data, size_t size, const DecodeParams& params) {
   register_codecs();
+  if (dicom_nesting_depth(data, size, kMaxDicomNesting) > kMaxDicomNesting)
+    throw DecodeError("DICOM: sequences nested deeper than " + std::to_string(kMaxDicomNesting) + " levels");
 
   DcmInputBufferStream stream;
   stream.setBuffer(data, offile_off_t(size));
@@ -323,7 +329,14 @@ Image decode_dicom(const uint8_t* data, size_t size, const DecodeParams& params)
     if (spp != 1) throw DecodeError("DICOM: colour JPEG 2000 is not supported");
     // The codestream's own precision wins when it disagrees with the header.
     if (f.precision > bits_stored && f.precision <= bits_allocated) bits_stored = f.precision;
-    stored = f.pixels;
+    // Its signedness does not: a signed codestream under PixelRepresentation 0 (or deeper than
+    // BitsAllocated) is taken as the bit patterns it decodes to, which the masking below cuts
+    // to BitsStored and sign-extends only when the header says so. Every later table is then
+    // indexed by values of the header's own domain.
+    if (f.pixels.type() == CV_16SC1)
+      stored = cv::Mat(f.pixels.rows, f.pixels.cols, CV_16UC1, f.pixels.data, f.pixels.step[0]).clone();
+    else
+      stored = f.pixels;
     if (stored.type() == CV_8UC1 && bits_allocated == 16) stored.convertTo(stored, CV_16UC1);
     high_bit = bits_stored - 1;  // decoded values are right-aligned
   } else {
@@ -467,3 +480,168 @@ Image decode_dicom(const uint8_t* data, size_t size, const DecodeParams& params)
 }
 
 }  // namespace cxr::io::detail
+
+namespace cxr::io {
+
+namespace {
+
+// Long (4-byte) length field in explicit VR: these VRs, and, as DCMTK reads them, any other two
+// upper-case letters (a VR from a later edition); any other unknown code has a 2-byte length.
+bool long_length_vr(uint8_t a, uint8_t b) {
+  static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  static const char* const kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
+                                       "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
+  for (const char* v : kLong)
+    if (a == uint8_t(v[0]) && b == uint8_t(v[1])) return true;
+  for (const char* v : kShort)
+    if (a == uint8_t(v[0]) && b == uint8_t(v[1])) return false;
+  return a >= 'A' && a <= 'Z' && b >= 'A' && b <= 'Z';
+}
+
+struct Walk {
+  const uint8_t* d;
+  size_t n;
+  bool big = false;
+  uint16_t u16(size_t p) const { return big ? uint16_t(d[p] << 8 | d[p + 1]) : uint16_t(d[p] | d[p + 1] << 8); }
+  uint32_t u32(size_t p) const {
+    return big ? uint32_t(d[p]) << 24 | uint32_t(d[p + 1]) << 16 | uint32_t(d[p + 2]) << 8 | d[p + 3]
+               : uint32_t(d[p]) | uint32_t(d[p + 1]) << 8 | uint32_t(d[p + 2]) << 16 | uint32_t(d[p + 3]) << 24;
+  }
+};
+
+constexpr uint32_t kUndefined = 0xffffffffu;
+constexpr size_t kOpen = SIZE_MAX;  // a container of undefined length: ends at its delimiter
+
+// Walks a dataset from `pos`, keeping a stack of open sequences and items.
+int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit) {
+  struct Level {
+    size_t end;         // kOpen: undefined length
+    bool fragments;     // encapsulated pixel data: its items are opaque fragments
+    bool explicit_vr;   // encoding of the elements inside
+  };
+  std::vector<Level> open;
+  int deepest = 0;
+  auto push = [&](Level l) {
+    open.push_back(l);
+    deepest = std::max(deepest, int(open.size()));
+  };
+  while (deepest <= limit) {
+    while (!open.empty() && open.back().end != kOpen && pos >= open.back().end) open.pop_back();
+    if (pos > w.n || w.n - pos < 8) break;
+    const uint16_t group = w.u16(pos), element = w.u16(pos + 2);
+    if (group == 0xfffe) {  // item and delimiters: no VR in any encoding
+      const uint32_t len = w.u32(pos + 4);
+      pos += 8;
+      if (element == 0xe000) {
+        if (!open.empty() && open.back().fragments) {
+          if (len == kUndefined || len > w.n - pos) break;
+          pos += len;
+        } else {
+          const bool ex = open.empty() ? explicit_vr : open.back().explicit_vr;
+          push({len == kUndefined ? kOpen : pos + std::min<size_t>(len, w.n - pos), false, ex});
+        }
+      } else if ((element == 0xe00d || element == 0xe0dd) && !open.empty() && open.back().end == kOpen) {
+        open.pop_back();
+      }
+      continue;
+    }
+    const bool ex = open.empty() ? explicit_vr : open.back().explicit_vr;
+    uint32_t len;
+    bool sq = false, un = false;
+    if (ex) {
+      const uint8_t a = w.d[pos + 4], b = w.d[pos + 5];
+      sq = a == 'S' && b == 'Q';
+      un = a == 'U' && b == 'N';
+      if (long_length_vr(a, b)) {
+        if (w.n - pos < 12) break;
+        len = w.u32(pos + 8);
+        pos += 12;
+      } else {
+        len = w.u16(pos + 6);
+        pos += 8;
+      }
+    } else {
+      len = w.u32(pos + 4);
+      pos += 8;
+      sq = DcmTag(group, element).getEVR() == EVR_SQ;
+    }
+    if (len == kUndefined) {
+      // Pixel data of undefined length holds fragments; any other element of undefined
+      // length is read as a sequence (UN ones in implicit VR, as DCMTK does).
+      const bool pixels = group == 0x7fe0 && element == 0x0010;
+      push({kOpen, pixels, ex && !un});
+      continue;
+    }
+    if (len > w.n - pos) break;  // truncated: the parser reports it
+    if (sq) {
+      push({pos + len, false, ex});
+      continue;
+    }
+    pos += len;
+  }
+  return deepest;
+}
+
+std::string trim_uid(const uint8_t* p, size_t n) {
+  std::string s(reinterpret_cast<const char*>(p), n);
+  while (!s.empty() && (s.back() == '\0' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+int dicom_nesting_depth(const uint8_t* data, size_t size, int limit) {
+  if (!data) return 0;
+  Walk w{data, size};
+  size_t pos = 0;
+  bool explicit_vr = true;
+  if (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0) {
+    // File meta information: explicit VR little endian, group 0002; it names the dataset's
+    // transfer syntax.
+    pos = 132;
+    std::string uid;
+    while (size - pos >= 8 && w.u16(pos) == 0x0002) {
+      const bool lng = long_length_vr(data[pos + 4], data[pos + 5]);
+      if (lng && size - pos < 12) break;
+      const uint32_t len = lng ? w.u32(pos + 8) : w.u16(pos + 6);
+      const size_t hdr = lng ? 12 : 8;
+      if (len == kUndefined || len > size - pos - hdr) break;
+      if (w.u16(pos + 2) == 0x0010) uid = trim_uid(data + pos + hdr, len);
+      pos += hdr + len;
+    }
+    if (uid == UID_LittleEndianImplicitTransferSyntax) {
+      explicit_vr = false;
+    } else if (uid == UID_BigEndianExplicitTransferSyntax) {
+      w.big = true;
+    } else if (uid == UID_DeflatedExplicitVRLittleEndianTransferSyntax) {
+      // The dataset is a raw deflate stream: walk what it inflates to (at most 256 MiB).
+      std::vector<uint8_t> out;
+      z_stream z{};
+      if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return limit + 1;
+      z.next_in = const_cast<Bytef*>(data + pos);
+      z.avail_in = uInt(std::min<size_t>(size - pos, UINT32_MAX));
+      int rc = Z_OK;
+      while (rc == Z_OK) {
+        const size_t have = out.size();
+        if (have >= (size_t(256) << 20)) {
+          inflateEnd(&z);
+          return limit + 1;
+        }
+        out.resize(have + (1 << 20));
+        z.next_out = out.data() + have;
+        z.avail_out = 1 << 20;
+        rc = inflate(&z, Z_NO_FLUSH);
+        out.resize(have + (1 << 20) - z.avail_out);
+        if (rc == Z_BUF_ERROR && z.avail_in == 0) break;
+      }
+      inflateEnd(&z);
+      return walk_depth(Walk{out.data(), out.size()}, 0, true, limit);
+    }
+  } else {
+    // A bare dataset: explicit VR when its first element carries one (what DCMTK guesses too).
+    explicit_vr = size >= 6 && data[4] >= 'A' && data[4] <= 'Z' && data[5] >= 'A' && data[5] <= 'Z';
+  }
+  return walk_depth(w, pos, explicit_vr, limit);
+}
+
+}  // namespace cxr::io

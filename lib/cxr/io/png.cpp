@@ -384,6 +384,14 @@ Image decode_png(const uint8_t* data, size_t size, const DecodeParams& params) {
   if (size < 8 || std::memcmp(data, kSignature, 8) != 0) throw DecodeError("not a PNG stream");
   const Header h = parse_ihdr(data, size);
   check_size(h.width, h.height, params, "PNG");
+  // Deflate expands at most 1032:1, so the file bounds the image data it can hold. A forged
+  // header on a small file fails here, before its pixel and inflate buffers are allocated.
+  const int channels = h.color_type == 2 ? 3 : h.color_type == 4 ? 2 : h.color_type == 6 ? 4 : 1;
+  const uint64_t raw = uint64_t(h.height) * ((uint64_t(h.width) * uint64_t(channels * h.bit_depth) + 7) / 8 + 1);
+  if (raw > uint64_t(size) * 1032 + 1024)
+    throw DecodeError("corrupt PNG: header declares " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+                      " pixels (" + std::to_string(raw) + " bytes of image data), more than " + std::to_string(size) +
+                      " bytes of file can hold");
 
   Image img;
   img.format = Format::Png;
