@@ -24,7 +24,7 @@ CXR_PACKAGES=(
   # distributed training: ProcessGroupGloo's headers include Gloo's
   libgloo-dev
   # CPU inference engine: XNNPACK (and oneDNN) as Debian's LibTorch links them
-  libxnnpack-dev libdnnl-dev
+  libxnnpack-dev libpthreadpool-dev libdnnl-dev  # xnnpack.h includes pthreadpool.h
   # one JSON library and one argument parser
   nlohmann-json3-dev libcli11-dev
   # fuzzing and sanitizers: clang's libFuzzer and ASan/UBSan runtimes

@@ -16,6 +16,9 @@
 //                                                          per-batch work of cxrinfer's compute
 //                                                          thread, without the stream
 //   bench-infer rss CARD SIZE BATCH FRAMES [PROPS]         VmRSS while streaming FRAMES scans
+//   bench-infer profile ARCH SIZE BATCH THREADS REPEATS    the XNNPACK engine's time per layer
+//
+// raw's LAYOUT xnnpack times the XNNPACK engine's run() instead of the LibTorch module.
 //
 // Each prints one line "key value ..." for the driver to parse.
 #include <ATen/Parallel.h>
@@ -23,6 +26,7 @@
 #include <gst/gst.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "cxr/engine/xnn_network.hpp"
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
@@ -69,11 +74,70 @@ std::string blas_libraries() {
   return found.empty() ? "none" : found;
 }
 
+// The XNNPACK engine's run() (input NCHW, as the Predictor's banks hold it), STREAMS threads side
+// by side (each its own execution context), as raw() times the LibTorch module.
+int raw_xnnpack(cxr::models::ClassifierImpl& net, int size, int batch, int threads, double budget, int streams) {
+  net.eval();
+  cxr::engine::XnnOptions o;
+  o.height = o.width = size;
+  o.max_batch = batch;
+  o.threads = std::max(1, threads);
+  cxr::engine::XnnNetwork engine(net, o);
+  std::vector<double> rates(static_cast<size_t>(streams), 0.0);
+  std::atomic<int> warm{0};
+  auto work = [&](int s) {
+    std::vector<float> x(static_cast<size_t>(batch) * 3 * size * size);
+    std::mt19937 rng(static_cast<unsigned>(s));
+    std::normal_distribution<float> noise;
+    for (auto& v : x) v = noise(rng);
+    std::vector<float> logits(static_cast<size_t>(batch) * engine.classes());
+    engine.run(x.data(), static_cast<size_t>(batch), logits.data());  // warm-up
+    ++warm;
+    while (warm.load() < streams) std::this_thread::yield();
+    int iters = 0;
+    const auto t0 = Clock::now();
+    do {
+      engine.run(x.data(), static_cast<size_t>(batch), logits.data());
+      ++iters;
+    } while (seconds_since(t0) < budget || iters < 3);
+    rates[static_cast<size_t>(s)] = iters * batch / seconds_since(t0);
+  };
+  std::vector<std::thread> others;
+  for (int s = 1; s < streams; ++s) others.emplace_back(work, s);
+  work(0);
+  for (auto& t : others) t.join();
+  double total = 0;
+  for (double r : rates) total += r;
+  std::cout << "raw " << total << " threads " << threads << " streams " << streams << " blas - blas-threads - blas-core -\n";
+  return 0;
+}
+
+// Per-layer times of the XNNPACK engine (best of REPEATS), one line per layer, then the total.
+int profile_xnnpack(const std::string& arch, int size, int batch, int threads, int repeats) {
+  auto net = cxr::models::make_classifier(arch, 3);
+  net->eval();
+  cxr::engine::XnnOptions o;
+  o.height = o.width = size;
+  o.max_batch = batch;
+  o.threads = std::max(1, threads);
+  cxr::engine::XnnNetwork engine(*net, o);
+  std::vector<float> x(static_cast<size_t>(batch) * 3 * size * size, 0.5f);
+  const auto times = engine.profile(x.data(), static_cast<size_t>(batch), repeats);
+  double total = 0;
+  for (const auto& t : times) {
+    std::printf("%10.3f ms  %s\n", t.seconds * 1e3, t.name.c_str());
+    total += t.seconds;
+  }
+  std::printf("%10.3f ms  total (batch %d)\n", total * 1e3, batch);
+  return 0;
+}
+
 int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout,
         int streams = 1) {
   cxr::models::use_caching_cpu_allocator();  // and its allocator, as the Predictor sets it
   cxr::models::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
   auto net = cxr::models::make_classifier(arch, 3);
+  if (layout == "xnnpack") return raw_xnnpack(*net, size, batch, threads, budget, streams);
   const bool channels_last = layout == "channels-last" || layout == "winograd";
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
   if (layout == "onednn") net->set_onednn(true);
@@ -276,6 +340,9 @@ int main(int argc, char** argv) {
     }
     if (a.size() == 6 && a[0] == "predictor") {
       return predictor(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stod(a[4]), a[5]);
+    }
+    if (a.size() == 6 && a[0] == "profile") {
+      return profile_xnnpack(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]));
     }
     if ((a.size() == 6 || a.size() == 7) && a[0] == "pipeline") {
       return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false,

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "cxr/engine/xnn_network.hpp"
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/device.hpp"
@@ -39,6 +40,14 @@ const char* to_string(Precision p) {
     case Precision::FP16: return "fp16";
     case Precision::BF16: return "bf16";
     default: return "fp32";
+  }
+}
+
+const char* to_string(Engine e) {
+  switch (e) {
+    case Engine::LibTorch: return "libtorch";
+    case Engine::Xnnpack: return "xnnpack";
+    default: return "auto";
   }
 }
 
@@ -80,6 +89,8 @@ struct Predictor::Impl {
   std::unique_ptr<torch::jit::Module> script;
   std::vector<torch::Tensor> banks;  // input_banks x [max_batch, C, H, W] float32 on the CPU
   Layout layout = Layout::Contiguous;  // never Auto
+  Engine engine = Engine::LibTorch;    // never Auto
+  std::unique_ptr<engine::XnnNetwork> xnn;  // Engine::Xnnpack: the network (net is then released)
 
   // Packed oneDNN and Winograd weights survive a switch to another layout (the Auto
   // trial switches back and forth); dense weights keep their layout while the oneDNN path runs.
@@ -232,7 +243,30 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
     } catch (const WeightsError& e) {
       throw WeightsError(who + " (" + m.card.architecture + ", " + std::to_string(n_classes) + " classes): " + e.what());
     }
-    if (options.fold_batchnorm) {
+    // XNNPACK where asked or, for auto, where it can run; it folds and packs from the loaded
+    // (unfolded) module, which is then no longer needed.
+    std::string refusal;
+    if (m.device.is_cuda()) refusal = "the CPU (device is " + m.device.str() + ")";
+    else if (m.dtype != torch::kFloat) refusal = "fp32";
+    else if (!engine::xnnpack_supports(m.card.architecture)) refusal = engine::xnnpack_available() ? "a built-in architecture" : "a build with XNNPACK";
+    else if (!options.fold_batchnorm) refusal = "BatchNorm folding";
+    else if (options.layout != Layout::Auto) refusal = std::string("memory format auto (") + to_string(options.layout) + " is LibTorch's)";
+    if (options.engine == Engine::Xnnpack && !refusal.empty()) {
+      throw InvalidArgument(who + ": engine xnnpack needs " + refusal);
+    }
+    if (options.engine != Engine::LibTorch && refusal.empty()) {
+      engine::XnnOptions xo;
+      xo.height = in.height;
+      xo.width = in.width;
+      xo.channels = in.channels;
+      xo.max_batch = options.max_batch;
+      xo.threads = std::max(1, options.threads > 0 ? options.threads : at::get_num_threads());
+      xo.embeddings = options.embeddings;
+      m.net->eval();
+      m.xnn = std::make_unique<engine::XnnNetwork>(*m.net, xo);
+      m.engine = Engine::Xnnpack;
+      m.net.reset();
+    } else if (options.fold_batchnorm) {
       if (options.layout == Layout::OneDnn && (m.device.is_cuda() || !m.net->supports_onednn())) {
         throw InvalidArgument(who + ": memory format onednn needs the CPU and resnet34 (device " + m.device.str() +
                               ", " + m.card.architecture + ")");
@@ -261,7 +295,7 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
     m.banks.push_back(m.device.is_cuda() ? bank.pin_memory() : bank);
   }
 
-  {
+  if (!m.xnn) {
     // One forward at load: checks that the network's output fits the card, and warms up.
     c10::InferenceMode guard;
     auto probe = m.forward(torch::zeros({1, in.channels, in.height, in.width}, torch::TensorOptions(m.dtype).device(m.device)), nullptr);
@@ -281,6 +315,7 @@ Predictor::~Predictor() = default;
 const ModelCard& Predictor::card() const { return impl_->card; }
 const PredictorOptions& Predictor::options() const { return impl_->options; }
 std::string Predictor::device() const { return impl_->device.str(); }
+Engine Predictor::engine() const { return impl_->engine; }
 Layout Predictor::layout() const { return impl_->layout; }
 bool Predictor::layout_settled() const { return !impl_->exploring.load(std::memory_order_acquire); }
 
@@ -307,17 +342,22 @@ std::vector<Prediction> Predictor::run(size_t n, size_t bank) {
   torch::Tensor embedding;
   torch::Tensor* want_embedding = m.options.embeddings ? &embedding : nullptr;
   torch::Tensor logits;
-  std::unique_lock<std::mutex> trial_lock;
-  if (m.exploring.load(std::memory_order_acquire)) trial_lock = std::unique_lock<std::mutex>(m.explore_mutex);
-  if (trial_lock && m.exploring.load(std::memory_order_relaxed) && n == static_cast<size_t>(m.options.max_batch)) {
-    logits = m.trial_forward(x, want_embedding);
+  if (m.xnn) {
+    logits = torch::empty({static_cast<int64_t>(n), static_cast<int64_t>(m.xnn->classes())});
+    if (want_embedding) embedding = torch::empty({static_cast<int64_t>(n), static_cast<int64_t>(m.xnn->embedding_size())});
+    m.xnn->run(x.data_ptr<float>(), n, logits.data_ptr<float>(), want_embedding ? embedding.data_ptr<float>() : nullptr);
   } else {
-    // Settled (no lock: the layout no longer changes), or a short batch while still timing (in
-    // the candidate of the moment, untimed, under the lock).
-    if (m.layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    logits = m.forward(x, want_embedding);
+    std::unique_lock<std::mutex> trial_lock;
+    if (m.exploring.load(std::memory_order_acquire)) trial_lock = std::unique_lock<std::mutex>(m.explore_mutex);
+    if (trial_lock && m.exploring.load(std::memory_order_relaxed) && n == static_cast<size_t>(m.options.max_batch)) {
+      logits = m.trial_forward(x, want_embedding);
+    } else {
+      // Settled (no lock: the layout no longer changes), or a short batch while still timing (in
+      // the candidate of the moment, untimed, under the lock).
+      if (m.layout == Layout::ChannelsLast) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+      logits = m.forward(x, want_embedding);
+    }
   }
-  if (trial_lock) trial_lock.unlock();
   logits = logits.to(torch::kCPU, torch::kFloat).contiguous();
   const bool multilabel = m.card.task == Task::Multilabel;
   auto probs = (multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();

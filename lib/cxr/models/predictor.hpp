@@ -35,6 +35,18 @@ enum class Layout { Auto, ChannelsLast, Contiguous, OneDnn, Winograd };
 const char* to_string(Layout l);
 inline std::ostream& operator<<(std::ostream& out, Layout l) { return out << to_string(l); }
 
+/// What runs the network. LibTorch runs every card on every device (the reference: CUDA,
+/// TorchScript cards, fp16/bf16; Grad-CAM and training always use it). XNNPACK
+/// (cxr/engine/xnn_network.hpp) runs the built-in architectures on the CPU in fp32, BatchNorm
+/// folded, activations and residual adds fused, weights packed once (tests/bench/bench_ort.py
+/// measures both engines against ONNX Runtime). Auto takes XNNPACK where it can run (CPU, fp32,
+/// a built-in architecture, BatchNorm folding on, memory format auto, a build with XNNPACK),
+/// else LibTorch.
+enum class Engine { Auto, LibTorch, Xnnpack };
+
+const char* to_string(Engine e);
+inline std::ostream& operator<<(std::ostream& out, Engine e) { return out << to_string(e); }
+
 /// The fastest of `n` candidates, as the layout choice of Layout::Auto makes it: `use(i)`
 /// switches to candidate i, `seconds(warm_up)` times one pass (after an untimed one when
 /// `warm_up`: the first pass of a layout builds its kernels). Three alternating rounds, so that
@@ -61,7 +73,9 @@ struct PredictorOptions {
   /// not the one the application configured); 0 leaves LibTorch's setting. Keep all calls on
   /// one thread (cxr::models::ComputeThread): see there for why.
   int threads = 0;
-  Layout layout = Layout::Auto;        ///< built-in architectures with fold_batchnorm only
+  /// Engine::Xnnpack refuses what it cannot run (cxr::InvalidArgument); Auto then takes LibTorch.
+  Engine engine = Engine::Auto;
+  Layout layout = Layout::Auto;        ///< LibTorch engine, built-in architectures with fold_batchnorm only
   /// The file that remembers Layout::Auto's choices (cxr/models/layout_cache.hpp); "" for none:
   /// each predictor times the layouts anew on its first batches.
   std::string layout_cache;
@@ -96,7 +110,9 @@ class Predictor {
   const PredictorOptions& options() const;
   /// The device actually used ("cpu", "cuda:0").
   std::string device() const;
-  /// The layout in use (never Auto; while Layout::Auto times candidates on the first batches,
+  /// The engine in use (never Auto).
+  Engine engine() const;
+  /// The layout in use by the LibTorch engine (never Auto; while Layout::Auto times candidates on the first batches,
   /// the one being timed).
   Layout layout() const;
   /// False while Layout::Auto is still timing candidates on the batches run() gets.

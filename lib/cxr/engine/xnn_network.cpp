@@ -1,0 +1,733 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "cxr/engine/xnn_network.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+
+#include "cxr/error.hpp"
+#include "cxr/models/classifier.hpp"
+#include "cxr/models/silu.hpp"
+#include "cxr/models/torch_compat.hpp"
+#include "cxr_config.h"
+
+#if CXR_HAVE_XNNPACK
+#include <pthreadpool.h>
+#include <xnnpack.h>
+#endif
+
+namespace cxr::engine {
+
+bool xnnpack_available() { return CXR_HAVE_XNNPACK != 0; }
+
+bool xnnpack_supports(const std::string& architecture) {
+  return xnnpack_available() &&
+         (architecture == "resnet34" || architecture == "mobilenet_v3_large" || architecture == "efficientnet_b1");
+}
+
+#if CXR_HAVE_XNNPACK
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// ---- the plan: layers over values, built from the module ----------------------------------
+
+struct Shape {
+  size_t h = 1, w = 1, c = 1;
+  size_t size() const { return h * w * c; }
+};
+
+enum class Op { Conv, MaxPool, Mean, Linear, Add, Scale, Hardswish, SiLU, Sigmoid };
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::Conv: return "conv";
+    case Op::MaxPool: return "maxpool";
+    case Op::Mean: return "mean";
+    case Op::Linear: return "linear";
+    case Op::Add: return "add";
+    case Op::Scale: return "scale";
+    case Op::Hardswish: return "hardswish";
+    case Op::SiLU: return "silu";
+    case Op::Sigmoid: return "sigmoid";
+  }
+  return "?";
+}
+
+struct Layer {
+  Op op = Op::Conv;
+  std::string name;
+  int in = -1, in2 = -1, out = -1;  // values
+  uint32_t kh = 1, kw = 1, stride = 1, pad = 0, groups = 1;
+  size_t cin = 0, cout = 0;
+  std::vector<float> weight, bias;  // conv: OHWI (XNNPACK's [groups][out][kh][kw][in]); linear: [out][in]
+  float lo = -kInf, hi = kInf;      // output clamp
+};
+
+struct Value {
+  Shape shape;
+  int storage = -1;  // values written in place share their input's storage
+};
+
+struct Plan {
+  std::vector<Layer> layers;
+  std::vector<Value> values;
+  int storages = 0;
+  int input = -1, logits = -1, embedding = -1;
+
+  int new_value(Shape s) {
+    values.push_back({s, storages++});
+    return static_cast<int>(values.size()) - 1;
+  }
+  int alias(int v) {  // the same storage, rewritten in place by the next layer
+    values.push_back(values[static_cast<size_t>(v)]);
+    return static_cast<int>(values.size()) - 1;
+  }
+  const Shape& shape(int v) const { return values[static_cast<size_t>(v)].shape; }
+};
+
+// Activation that follows a convolution or linear layer: fused as an output clamp where it is one.
+struct Epilogue {
+  models::Act act = models::Act::None;
+};
+
+class Builder {
+ public:
+  explicit Builder(const models::ClassifierImpl& net) {
+    for (const auto& item : net.named_modules("", /*include_self=*/false)) modules_[item.key()] = item.value();
+  }
+
+  Plan plan;
+
+  bool has(const std::string& name) const { return modules_.count(name) != 0; }
+
+  template <typename T>
+  const T& module(const std::string& name) const {
+    auto it = modules_.find(name);
+    const T* m = it == modules_.end() ? nullptr : dynamic_cast<const T*>(it->second.get());
+    if (!m) throw InvalidArgument("XNNPACK engine: module '" + name + "' is missing or of another kind");
+    return *m;
+  }
+
+  models::Act activation(const std::string& name) const {
+    return has(name) ? module<models::ActivationImpl>(name).kind() : models::Act::None;
+  }
+
+  int input(Shape s) {
+    plan.input = plan.new_value(s);
+    return plan.input;
+  }
+
+  // conv (+ BatchNorm folded) + activation. `bn` empty: the conv's own bias.
+  int conv(int x, const std::string& conv_name, const std::string& bn_name, models::Act act) {
+    torch::NoGradGuard no_grad;
+    const auto& c = module<torch::nn::Conv2dImpl>(conv_name);
+    const auto& o = c.options;
+    const auto* padding = models::explicit_padding(o);
+    if (!padding || (*padding)->at(0) != (*padding)->at(1) || o.stride()->at(0) != o.stride()->at(1) ||
+        o.dilation()->at(0) != 1 || o.dilation()->at(1) != 1) {
+      throw InvalidArgument("XNNPACK engine: " + conv_name + ": only square strides and paddings, no dilation");
+    }
+    auto w = c.weight.detach().to(torch::kCPU, torch::kDouble);  // [out, in / groups, kh, kw]
+    const int64_t out = w.size(0);
+    auto b = c.bias.defined() ? c.bias.detach().to(torch::kCPU, torch::kDouble) : torch::zeros({out}, torch::kDouble);
+    if (!bn_name.empty()) {
+      const auto& bn = module<cxr::models::BatchNorm2dImpl>(bn_name);
+      const auto var = bn.running_var.detach().to(torch::kCPU, torch::kDouble);
+      const auto mean = bn.running_mean.detach().to(torch::kCPU, torch::kDouble);
+      const auto gamma = bn.weight.defined() ? bn.weight.detach().to(torch::kCPU, torch::kDouble) : torch::ones_like(var);
+      const auto beta = bn.bias.defined() ? bn.bias.detach().to(torch::kCPU, torch::kDouble) : torch::zeros_like(var);
+      const auto scale = gamma / torch::sqrt(var + bn.options.eps());
+      w = w * scale.reshape({-1, 1, 1, 1});
+      b = (b - mean) * scale + beta;
+    }
+    Layer l;
+    l.op = Op::Conv;
+    l.name = conv_name;
+    l.kh = static_cast<uint32_t>(w.size(2));
+    l.kw = static_cast<uint32_t>(w.size(3));
+    l.stride = static_cast<uint32_t>(o.stride()->at(0));
+    l.pad = static_cast<uint32_t>((*padding)->at(0));
+    l.groups = static_cast<uint32_t>(o.groups());
+    l.cin = static_cast<size_t>(o.in_channels());
+    l.cout = static_cast<size_t>(out);
+    const Shape& s = plan.shape(x);
+    if (s.c != l.cin) throw InvalidArgument("XNNPACK engine: " + conv_name + ": channels do not chain");
+    Shape so{(s.h + 2 * l.pad - l.kh) / l.stride + 1, (s.w + 2 * l.pad - l.kw) / l.stride + 1, l.cout};
+    if (s.h + 2 * l.pad < l.kh || s.w + 2 * l.pad < l.kw) {
+      throw InvalidArgument("XNNPACK engine: input too small for " + conv_name);
+    }
+    return finish(std::move(l), x, so, w.permute({0, 2, 3, 1}), b, act);
+  }
+
+  // Linear layer (or a 1x1 convolution on pooled features) + activation.
+  int linear(int x, const std::string& name, models::Act act) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor w, b;
+    size_t in = 0, out = 0;
+    auto it = modules_.find(name);
+    if (it != modules_.end() && dynamic_cast<const torch::nn::LinearImpl*>(it->second.get())) {
+      const auto& m = module<torch::nn::LinearImpl>(name);
+      w = m.weight.detach();
+      b = m.bias.detach();
+    } else {
+      const auto& m = module<torch::nn::Conv2dImpl>(name);
+      w = m.weight.detach().flatten(1);
+      b = m.bias.detach();
+    }
+    w = w.to(torch::kCPU, torch::kDouble);
+    b = b.to(torch::kCPU, torch::kDouble);
+    out = static_cast<size_t>(w.size(0));
+    in = static_cast<size_t>(w.size(1));
+    if (plan.shape(x).size() != in) throw InvalidArgument("XNNPACK engine: " + name + ": features do not chain");
+    Layer l;
+    l.op = Op::Linear;
+    l.name = name;
+    l.cin = in;
+    l.cout = out;
+    return finish(std::move(l), x, Shape{1, 1, out}, w, b, act);
+  }
+
+  int maxpool(int x, uint32_t k, uint32_t stride, uint32_t pad, const std::string& name) {
+    Layer l;
+    l.op = Op::MaxPool;
+    l.name = name;
+    l.kh = l.kw = k;
+    l.stride = stride;
+    l.pad = pad;
+    const Shape& s = plan.shape(x);
+    l.cin = l.cout = s.c;
+    Shape so{(s.h + 2 * pad - k) / stride + 1, (s.w + 2 * pad - k) / stride + 1, s.c};
+    return push(std::move(l), x, -1, plan.new_value(so));
+  }
+
+  int mean(int x, const std::string& name) {
+    Layer l;
+    l.op = Op::Mean;
+    l.name = name;
+    l.cin = l.cout = plan.shape(x).c;
+    return push(std::move(l), x, -1, plan.new_value(Shape{1, 1, plan.shape(x).c}));
+  }
+
+  // a + b (in place into a), with ReLU when asked.
+  int add(int a, int b, bool relu, const std::string& name) {
+    Layer l;
+    l.op = Op::Add;
+    l.name = name;
+    if (relu) l.lo = 0.f;
+    return push(std::move(l), a, b, plan.alias(a));
+  }
+
+  // x * s per sample and channel (s: [1, 1, C] per sample), in place into x.
+  int scale(int x, int s, const std::string& name) {
+    Layer l;
+    l.op = Op::Scale;
+    l.name = name;
+    return push(std::move(l), x, s, plan.alias(x));
+  }
+
+  int unary(int x, Op op, const std::string& name) {
+    Layer l;
+    l.op = op;
+    l.name = name;
+    l.cin = l.cout = plan.shape(x).c;
+    return push(std::move(l), x, -1, plan.alias(x));
+  }
+
+  // Conv2dNormActivation: "<q>.0" conv, "<q>.1" BatchNorm, "<q>.2" activation.
+  int conv_norm_act(int x, const std::string& q) { return conv(x, q + ".0", q + ".1", activation(q + ".2")); }
+
+  // torchvision's SqueezeExcitation at q: x * scale_activation(fc2(activation(fc1(mean(x))))).
+  int squeeze_excitation(int x, const std::string& q) {
+    int s = mean(x, q + ".avgpool");
+    s = linear(s, q + ".fc1", activation(q + ".activation"));
+    s = linear(s, q + ".fc2", activation(q + ".scale_activation"));
+    return scale(x, s, q);
+  }
+
+  // torchvision's InvertedResidual / MBConv at q ("<q>.block.<i>": Conv2dNormActivation or
+  // SqueezeExcitation), with the residual add when the block keeps the shape.
+  int inverted_residual(int x, const std::string& q) {
+    const std::string b = q + ".block.";
+    int y = x;
+    for (int i = 0; has(b + std::to_string(i)); ++i) {
+      const std::string part = b + std::to_string(i);
+      y = has(part + ".fc1") ? squeeze_excitation(y, part) : conv_norm_act(y, part);
+    }
+    const Shape& si = plan.shape(x);
+    const Shape& so = plan.shape(y);
+    if (si.h == so.h && si.w == so.w && si.c == so.c) y = add(y, x, false, q + " (residual)");
+    return y;
+  }
+
+ private:
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules_;
+
+  int finish(Layer l, int x, Shape so, torch::Tensor w, torch::Tensor b, models::Act act) {
+    bool separate = false;
+    switch (act) {
+      case models::Act::None: break;
+      case models::Act::ReLU: l.lo = 0.f; break;
+      case models::Act::Hardsigmoid:
+        // clamp(z / 6 + 1/2, 0, 1), the affine part folded into the weights.
+        w = w / 6.0;
+        b = b / 6.0 + 0.5;
+        l.lo = 0.f;
+        l.hi = 1.f;
+        break;
+      default: separate = true; break;
+    }
+    auto wf = w.contiguous().to(torch::kFloat);
+    auto bf = b.contiguous().to(torch::kFloat);
+    l.weight.assign(wf.data_ptr<float>(), wf.data_ptr<float>() + wf.numel());
+    l.bias.assign(bf.data_ptr<float>(), bf.data_ptr<float>() + bf.numel());
+    const std::string name = l.name;
+    int y = push(std::move(l), x, -1, plan.new_value(so));
+    if (separate) {
+      const Op op = act == models::Act::Hardswish ? Op::Hardswish : act == models::Act::SiLU ? Op::SiLU : Op::Sigmoid;
+      y = unary(y, op, name);
+    }
+    return y;
+  }
+
+  int push(Layer l, int in, int in2, int out) {
+    l.in = in;
+    l.in2 = in2;
+    l.out = out;
+    plan.layers.push_back(std::move(l));
+    return out;
+  }
+};
+
+Plan build_plan(const models::ClassifierImpl& net, const XnnOptions& o) {
+  if (net.folded()) throw InvalidArgument("XNNPACK engine: the module's BatchNorms are already folded");
+  Builder b(net);
+  int x = b.input(Shape{static_cast<size_t>(o.height), static_cast<size_t>(o.width), static_cast<size_t>(o.channels)});
+  const std::string arch = net.architecture();
+  if (arch == "resnet34") {
+    x = b.conv(x, "conv1", "bn1", models::Act::ReLU);
+    x = b.maxpool(x, 3, 2, 1, "maxpool");
+    for (const char* layer : {"layer1", "layer2", "layer3", "layer4"}) {
+      for (int i = 0; b.has(std::string(layer) + "." + std::to_string(i)); ++i) {
+        const std::string q = std::string(layer) + "." + std::to_string(i);
+        int y = b.conv(x, q + ".conv1", q + ".bn1", models::Act::ReLU);
+        y = b.conv(y, q + ".conv2", q + ".bn2", models::Act::None);
+        const int identity = b.has(q + ".downsample") ? b.conv(x, q + ".downsample.0", q + ".downsample.1", models::Act::None) : x;
+        x = b.add(y, identity, true, q + " (residual)");
+      }
+    }
+    x = b.mean(x, "avgpool");
+    b.plan.embedding = x;
+    b.plan.logits = b.linear(x, "fc", models::Act::None);
+  } else if (arch == "mobilenet_v3_large" || arch == "efficientnet_b1") {
+    // features.0 and the last of features: Conv2dNormActivation; between them blocks (MobileNet)
+    // or stages of blocks (EfficientNet).
+    int last = 0;
+    while (b.has("features." + std::to_string(last + 1))) ++last;
+    x = b.conv_norm_act(x, "features.0");
+    for (int i = 1; i < last; ++i) {
+      const std::string q = "features." + std::to_string(i);
+      if (b.has(q + ".block")) {
+        x = b.inverted_residual(x, q);
+      } else {
+        for (int j = 0; b.has(q + "." + std::to_string(j)); ++j) x = b.inverted_residual(x, q + "." + std::to_string(j));
+      }
+    }
+    x = b.conv_norm_act(x, "features." + std::to_string(last));
+    x = b.mean(x, "avgpool");
+    if (arch == "mobilenet_v3_large") {
+      x = b.linear(x, "classifier.0", models::Act::Hardswish);  // then Dropout: identity here
+      b.plan.embedding = x;
+      b.plan.logits = b.linear(x, "classifier.3", models::Act::None);
+    } else {
+      b.plan.embedding = x;
+      b.plan.logits = b.linear(x, "classifier.1", models::Act::None);
+    }
+  } else {
+    throw InvalidArgument("XNNPACK engine: no network for architecture '" + arch + "'");
+  }
+  return std::move(b.plan);
+}
+
+// Storage of each value: first and last layer that touches it, then buffers by linear scan
+// (best fit among the free ones). Returns each storage's buffer and each buffer's size (floats
+// per sample).
+struct Assignment {
+  std::vector<int> buffer_of;      // storage -> buffer
+  std::vector<size_t> buffer_size;  // floats per sample
+};
+
+Assignment assign_buffers(const Plan& p) {
+  const auto n_storage = static_cast<size_t>(p.storages);
+  std::vector<int> first(n_storage, std::numeric_limits<int>::max()), last(n_storage, -1);
+  std::vector<size_t> size(n_storage, 0);
+  auto touch = [&](int v, int at) {
+    if (v < 0) return;
+    const auto s = static_cast<size_t>(p.values[static_cast<size_t>(v)].storage);
+    first[s] = std::min(first[s], at);
+    last[s] = std::max(last[s], at);
+    size[s] = std::max(size[s], p.values[static_cast<size_t>(v)].shape.size());
+  };
+  touch(p.input, -1);
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    const auto& l = p.layers[i];
+    touch(l.in, static_cast<int>(i));
+    touch(l.in2, static_cast<int>(i));
+    touch(l.out, static_cast<int>(i));
+  }
+  const int end = static_cast<int>(p.layers.size());
+  touch(p.logits, end);
+  touch(p.embedding, end);
+  Assignment a;
+  a.buffer_of.assign(n_storage, -1);
+  std::vector<bool> busy;
+  auto take = [&](size_t s) {
+    int best = -1;
+    for (size_t k = 0; k < a.buffer_size.size(); ++k) {
+      if (busy[k]) continue;
+      const bool fits = a.buffer_size[k] >= size[s];
+      if (best < 0) {
+        best = static_cast<int>(k);
+        continue;
+      }
+      const size_t bs = a.buffer_size[static_cast<size_t>(best)];
+      const bool best_fits = bs >= size[s];
+      if ((fits && (!best_fits || a.buffer_size[k] < bs)) || (!fits && !best_fits && a.buffer_size[k] > bs)) {
+        best = static_cast<int>(k);
+      }
+    }
+    if (best < 0) {
+      a.buffer_size.push_back(0);
+      busy.push_back(false);
+      best = static_cast<int>(a.buffer_size.size()) - 1;
+    }
+    const auto k = static_cast<size_t>(best);
+    a.buffer_size[k] = std::max(a.buffer_size[k], size[s]);
+    busy[k] = true;
+    a.buffer_of[s] = best;
+  };
+  for (int at = -1; at <= end; ++at) {
+    for (size_t s = 0; s < n_storage; ++s) {
+      if (first[s] == at) take(s);
+    }
+    // Freed after the layer, so that no layer writes the buffer it reads (in-place layers share
+    // their storage on purpose).
+    for (size_t s = 0; s < n_storage; ++s) {
+      if (last[s] == at && a.buffer_of[s] >= 0) busy[static_cast<size_t>(a.buffer_of[s])] = false;
+    }
+  }
+  return a;
+}
+
+}  // namespace
+
+namespace {
+
+void check(xnn_status s, const Layer& l, const char* what) {
+  if (s != xnn_status_success) {
+    throw Error(std::string("XNNPACK engine: ") + what + " of " + op_name(l.op) + " " + l.name + " failed (status " +
+                std::to_string(static_cast<int>(s)) + ")");
+  }
+}
+
+void init_xnnpack() {
+  static std::once_flag once;
+  static xnn_status status = xnn_status_uninitialized;
+  std::call_once(once, [] { status = xnn_initialize(nullptr); });
+  if (status != xnn_status_success) {
+    throw Error("XNNPACK engine: xnn_initialize failed (status " + std::to_string(static_cast<int>(status)) +
+                "): this CPU lacks the instructions XNNPACK needs");
+  }
+}
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// One execution context: operators with their packed weights, activation buffers, a thread pool.
+struct Context {
+  std::vector<xnn_operator_t> ops;  // per layer; nullptr where the engine runs the layer itself
+  std::vector<std::unique_ptr<float, AlignedFree>> buffers;
+  pthreadpool_t pool = nullptr;
+  size_t batch = 0;  // the batch size the operators are set up for
+
+  Context() = default;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context() {
+    for (auto* op : ops) {
+      if (op) xnn_delete_operator(op);
+    }
+    if (pool) pthreadpool_destroy(pool);
+  }
+};
+
+struct SiluTask {
+  float* x;
+};
+
+void silu_tile(void* ctx, size_t start, size_t count) {
+  models::silu_inplace(static_cast<SiluTask*>(ctx)->x + start, static_cast<int64_t>(count));
+}
+
+}  // namespace
+
+struct XnnNetwork::Impl {
+  XnnOptions options;
+  Plan plan;
+  Assignment assignment;
+  std::mutex mutex;
+  std::vector<std::unique_ptr<Context>> idle;  // contexts not running
+  size_t classes = 0, embedding = 0;
+
+  float* data(Context& c, int value) const {
+    const auto s = static_cast<size_t>(plan.values[static_cast<size_t>(value)].storage);
+    return c.buffers[static_cast<size_t>(assignment.buffer_of[s])].get();
+  }
+
+  std::unique_ptr<Context> make_context() {
+    auto c = std::make_unique<Context>();
+    if (options.threads > 1) {
+      c->pool = pthreadpool_create(static_cast<size_t>(options.threads));
+      if (!c->pool) throw Error("XNNPACK engine: cannot create a thread pool");
+    }
+    const auto batch = static_cast<size_t>(options.max_batch);
+    for (size_t floats : assignment.buffer_size) {
+      // XNNPACK's kernels may read up to 16 bytes past a row's end (XNN_EXTRA_BYTES).
+      const size_t bytes = (floats * batch * sizeof(float) + 64 + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, bytes);
+      if (!p) throw std::bad_alloc();
+      std::memset(p, 0, bytes);
+      c->buffers.emplace_back(static_cast<float*>(p));
+    }
+    for (const auto& l : plan.layers) {
+      xnn_operator_t op = nullptr;
+      switch (l.op) {
+        case Op::Conv: {
+          const size_t gin = l.cin / l.groups, gout = l.cout / l.groups;
+          check(xnn_create_convolution2d_nhwc_f32(l.pad, l.pad, l.pad, l.pad, l.kh, l.kw, l.stride, l.stride, 1, 1,
+                                                  l.groups, gin, gout, l.cin, l.cout, l.weight.data(), l.bias.data(),
+                                                  l.lo, l.hi, 0, &op),
+                l, "creation");
+          break;
+        }
+        case Op::Linear:
+          check(xnn_create_fully_connected_nc_f32(l.cin, l.cout, l.cin, l.cout, l.weight.data(), l.bias.data(), l.lo,
+                                                  l.hi, 0, &op),
+                l, "creation");
+          break;
+        case Op::MaxPool:
+          check(xnn_create_max_pooling2d_nhwc_f32(l.pad, l.pad, l.pad, l.pad, l.kh, l.kw, l.stride, l.stride, 1, 1,
+                                                  l.cin, l.cin, l.cin, -kInf, kInf, 0, &op),
+                l, "creation");
+          break;
+        case Op::Mean:
+          check(xnn_create_global_average_pooling_nwc_f32(l.cin, l.cin, l.cin, -kInf, kInf, 0, &op), l, "creation");
+          break;
+        case Op::Add: check(xnn_create_add_nd_f32(l.lo, l.hi, 0, &op), l, "creation"); break;
+        case Op::Scale: check(xnn_create_multiply_nd_f32(l.lo, l.hi, 0, &op), l, "creation"); break;
+        case Op::Hardswish: check(xnn_create_hardswish_nc_f32(l.cin, l.cin, l.cin, 0, &op), l, "creation"); break;
+        case Op::Sigmoid: check(xnn_create_sigmoid_nc_f32(l.cin, l.cin, l.cin, 0, &op), l, "creation"); break;
+        case Op::SiLU: break;  // the engine's own vectorised pass
+      }
+      c->ops.push_back(op);
+    }
+    return c;
+  }
+
+  void setup(Context& c, size_t n) {
+    if (c.batch == n) return;
+    for (size_t i = 0; i < plan.layers.size(); ++i) {
+      const Layer& l = plan.layers[i];
+      xnn_operator_t op = c.ops[i];
+      const Shape& si = plan.shape(l.in);
+      const float* x = data(c, l.in);
+      float* y = data(c, l.out);
+      xnn_status s = xnn_status_success;
+      switch (l.op) {
+        case Op::Conv: s = xnn_setup_convolution2d_nhwc_f32(op, n, si.h, si.w, x, y, c.pool); break;
+        case Op::Linear: s = xnn_setup_fully_connected_nc_f32(op, n, x, y, c.pool); break;
+        case Op::MaxPool: s = xnn_setup_max_pooling2d_nhwc_f32(op, n, si.h, si.w, x, y, c.pool); break;
+        case Op::Mean: s = xnn_setup_global_average_pooling_nwc_f32(op, n, si.h * si.w, x, y, c.pool); break;
+        case Op::Add: {
+          const size_t shape[1] = {n * si.size()};
+          s = xnn_setup_add_nd_f32(op, 1, shape, 1, shape, x, data(c, l.in2), y, c.pool);
+          break;
+        }
+        case Op::Scale: {
+          const size_t a[3] = {n, si.h * si.w, si.c}, b[3] = {n, 1, si.c};
+          s = xnn_setup_multiply_nd_f32(op, 3, a, 3, b, x, data(c, l.in2), y, c.pool);
+          break;
+        }
+        case Op::Hardswish: s = xnn_setup_hardswish_nc_f32(op, n * si.h * si.w, x, y, c.pool); break;
+        case Op::Sigmoid: s = xnn_setup_sigmoid_nc_f32(op, n * si.h * si.w, x, y, c.pool); break;
+        case Op::SiLU: break;
+      }
+      check(s, l, "setup");
+    }
+    c.batch = n;
+  }
+
+  void run_layer(Context& c, size_t i, size_t n) {
+    const Layer& l = plan.layers[i];
+    if (l.op == Op::SiLU) {
+      float* x = data(c, l.in);
+      const size_t count = n * plan.shape(l.in).size();
+      if (c.pool) {
+        SiluTask task{x};
+        pthreadpool_parallelize_1d_tile_1d(c.pool, silu_tile, &task, count, 1 << 14, 0);
+      } else {
+        models::silu_inplace(x, static_cast<int64_t>(count));
+      }
+      return;
+    }
+    check(xnn_run_operator(c.ops[i], c.pool), l, "run");
+  }
+
+  void load_input(Context& c, const float* nchw, size_t n) {
+    const Shape& s = plan.shape(plan.input);
+    const size_t hw = s.h * s.w;
+    float* dst = data(c, plan.input);
+    for (size_t b = 0; b < n; ++b) {
+      const float* src = nchw + b * s.size();
+      float* d = dst + b * s.size();
+      if (s.c == 3) {
+        const float *r = src, *g = src + hw, *bl = src + 2 * hw;
+        for (size_t p = 0; p < hw; ++p) {
+          d[3 * p] = r[p];
+          d[3 * p + 1] = g[p];
+          d[3 * p + 2] = bl[p];
+        }
+      } else {
+        for (size_t p = 0; p < hw; ++p) {
+          for (size_t ch = 0; ch < s.c; ++ch) d[p * s.c + ch] = src[ch * hw + p];
+        }
+      }
+    }
+  }
+
+  std::unique_ptr<Context> acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        return c;
+      }
+    }
+    return make_context();  // weights packed again: one context per concurrent run
+  }
+
+  void release(std::unique_ptr<Context> c) {
+    std::lock_guard<std::mutex> lock(mutex);
+    idle.push_back(std::move(c));
+  }
+};
+
+XnnNetwork::XnnNetwork(const models::ClassifierImpl& net, XnnOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.max_batch < 1 || options.threads < 1 || options.height < 1 || options.width < 1 || options.channels < 1) {
+    throw InvalidArgument("XNNPACK engine: batch, threads and input size must be >= 1");
+  }
+  init_xnnpack();
+  Impl& m = *impl_;
+  m.options = options;
+  m.plan = build_plan(net, options);
+  m.assignment = assign_buffers(m.plan);
+  m.classes = m.plan.shape(m.plan.logits).size();
+  m.embedding = m.plan.shape(m.plan.embedding).size();
+  auto c = m.make_context();
+  m.setup(*c, static_cast<size_t>(options.max_batch));
+  m.idle.push_back(std::move(c));
+}
+
+XnnNetwork::~XnnNetwork() = default;
+
+const XnnOptions& XnnNetwork::options() const { return impl_->options; }
+size_t XnnNetwork::classes() const { return impl_->classes; }
+size_t XnnNetwork::embedding_size() const { return impl_->embedding; }
+
+void XnnNetwork::run(const float* input, size_t n, float* logits, float* embedding) {
+  Impl& m = *impl_;
+  if (n < 1 || n > static_cast<size_t>(m.options.max_batch)) {
+    throw InvalidArgument("XNNPACK engine: batch of " + std::to_string(n) + " outside 1.." +
+                          std::to_string(m.options.max_batch));
+  }
+  auto c = m.acquire();
+  struct Back {
+    Impl& m;
+    std::unique_ptr<Context>& c;
+    ~Back() { m.release(std::move(c)); }
+  } back{m, c};
+  m.setup(*c, n);
+  m.load_input(*c, input, n);
+  for (size_t i = 0; i < m.plan.layers.size(); ++i) m.run_layer(*c, i, n);
+  std::memcpy(logits, m.data(*c, m.plan.logits), n * m.classes * sizeof(float));
+  if (embedding && m.options.embeddings) std::memcpy(embedding, m.data(*c, m.plan.embedding), n * m.embedding * sizeof(float));
+}
+
+std::vector<LayerTime> XnnNetwork::profile(const float* input, size_t n, int repeats) {
+  Impl& m = *impl_;
+  if (n < 1 || n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("XNNPACK engine: batch out of range");
+  using Clock = std::chrono::steady_clock;
+  auto c = m.acquire();
+  struct Back {
+    Impl& m;
+    std::unique_ptr<Context>& c;
+    ~Back() { m.release(std::move(c)); }
+  } back{m, c};
+  m.setup(*c, n);
+  std::vector<LayerTime> times(m.plan.layers.size() + 1);
+  times[0].name = "input (NCHW to NHWC)";
+  for (size_t i = 0; i < m.plan.layers.size(); ++i) {
+    const Layer& l = m.plan.layers[i];
+    std::string what = op_name(l.op);
+    if (l.op == Op::Conv) {
+      what += " " + std::to_string(l.kh) + "x" + std::to_string(l.kw) + "/" + std::to_string(l.stride) + " " +
+              std::to_string(l.cin) + "->" + std::to_string(l.cout) + (l.groups > 1 ? " depthwise" : "");
+      if (l.lo == 0.f) what += l.hi == 1.f ? " +hardsigmoid" : " +relu";
+    } else if (l.op == Op::Add && l.lo == 0.f) {
+      what += " +relu";
+    }
+    times[i + 1].name = l.name + " " + what;
+  }
+  for (auto& t : times) t.seconds = 1e30;
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    auto t0 = Clock::now();
+    m.load_input(*c, input, n);
+    times[0].seconds = std::min(times[0].seconds, std::chrono::duration<double>(Clock::now() - t0).count());
+    for (size_t i = 0; i < m.plan.layers.size(); ++i) {
+      t0 = Clock::now();
+      m.run_layer(*c, i, n);
+      times[i + 1].seconds = std::min(times[i + 1].seconds, std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+  }
+  return times;
+}
+
+#else  // no XNNPACK in this build
+
+struct XnnNetwork::Impl {
+  XnnOptions options;
+};
+
+XnnNetwork::XnnNetwork(const models::ClassifierImpl&, XnnOptions) {
+  throw InvalidArgument("engine xnnpack: this build of gst-cxr has no XNNPACK (meson option xnnpack)");
+}
+XnnNetwork::~XnnNetwork() = default;
+const XnnOptions& XnnNetwork::options() const { return impl_->options; }
+size_t XnnNetwork::classes() const { return 0; }
+size_t XnnNetwork::embedding_size() const { return 0; }
+void XnnNetwork::run(const float*, size_t, float*, float*) {}
+std::vector<LayerTime> XnnNetwork::profile(const float*, size_t, int) { return {}; }
+
+#endif
+
+}  // namespace cxr::engine
