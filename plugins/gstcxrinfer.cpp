@@ -21,7 +21,17 @@
  * queues it, so that the network runs back to back; at most one batch per stream is in flight
  * while the next fills. Without it, the streaming thread waits for each batch.
  *
- * On the CPU, `memory-format=auto` (the default) runs the layout remembered for this machine,
+ * `engine` picks what runs the network. With `engine=auto` (the default) the built-in
+ * architectures run on the CPU in fp32 on XNNPACK (cxr/engine/xnn_network.hpp): every BatchNorm
+ * folded into its convolution, ReLU and Hardsigmoid fused into the convolution's output clamp,
+ * NHWC activations in a few reused buffers, residual adds, Hardswish and SiLU in place, and the
+ * weights packed once when the element starts (once more for each stream that runs at the same
+ * time). LibTorch runs everything else (CUDA, fp16/bf16, TorchScript cards) and whatever sets
+ * `memory-format` to other than auto; `engine=libtorch` asks for it, `engine=xnnpack` refuses to
+ * start where XNNPACK cannot run. Both give the same probabilities within float rounding
+ * (tests/parity). The element's INFO log names the engine.
+ *
+ * With LibTorch on the CPU, `memory-format=auto` (the default) runs the layout remembered for this machine,
  * model, input size, batch size, threads and streams in `layout-cache` (by default
  * `$XDG_CACHE_HOME/gst-cxr/layouts.tsv`). Without one, it times the layouts the network has
  * (channels-last, and NCHW or, for ResNet-34, oneDNN's blocked tensors with convolution weights
@@ -95,6 +105,29 @@ typedef enum {
   GST_CXR_MEMORY_FORMAT_WINOGRAD = 4,
 } GstCxrMemoryFormat;
 
+typedef enum {
+  GST_CXR_ENGINE_AUTO = 0,
+  GST_CXR_ENGINE_LIBTORCH = 1,
+  GST_CXR_ENGINE_XNNPACK = 2,
+} GstCxrEngine;
+
+static GType gst_cxr_engine_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_CXR_ENGINE_AUTO, "XNNPACK where it runs (CPU, fp32, built-in architecture, memory-format auto), else LibTorch",
+       "auto"},
+      {GST_CXR_ENGINE_LIBTORCH, "LibTorch (any device, precision, TorchScript cards)", "libtorch"},
+      {GST_CXR_ENGINE_XNNPACK, "XNNPACK: BatchNorm folded, activations fused, weights packed at start (CPU, fp32, "
+       "resnet34, mobilenet_v3_large, efficientnet_b1)", "xnnpack"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstCxrEngine", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
 static GType gst_cxr_memory_format_get_type(void) {
   static GType type = 0;
   static const GEnumValue values[] = {
@@ -130,7 +163,7 @@ static GType gst_cxr_precision_get_type(void) {
   return type;
 }
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP, PROP_STREAMS, PROP_LAYOUT_CACHE };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PROP_PRECISION, PROP_EMBEDDINGS, PROP_THREADS, PROP_MEMORY_FORMAT, PROP_OVERLAP, PROP_STREAMS, PROP_LAYOUT_CACHE, PROP_ENGINE };
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_BATCH_SIZE 1
 #define DEFAULT_BATCH_TIMEOUT 0
@@ -138,6 +171,7 @@ enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PRO
 #define DEFAULT_EMBEDDINGS FALSE
 #define DEFAULT_THREADS 0
 #define DEFAULT_MEMORY_FORMAT GST_CXR_MEMORY_FORMAT_AUTO
+#define DEFAULT_ENGINE GST_CXR_ENGINE_AUTO
 #define DEFAULT_OVERLAP TRUE
 #define DEFAULT_STREAMS 1
 
@@ -236,6 +270,7 @@ struct _GstCxrInfer {
   gboolean embeddings;
   guint threads;
   GstCxrMemoryFormat memory_format;
+  GstCxrEngine engine;
   gboolean overlap;
   guint streams;
   gchar* layout_cache;  // NULL: cxr::models::default_layout_cache()
@@ -269,6 +304,7 @@ static void gst_cxr_infer_set_property(GObject* object, guint prop_id, const GVa
     case PROP_EMBEDDINGS: self->embeddings = g_value_get_boolean(value); break;
     case PROP_THREADS: self->threads = g_value_get_uint(value); break;
     case PROP_MEMORY_FORMAT: self->memory_format = static_cast<GstCxrMemoryFormat>(g_value_get_enum(value)); break;
+    case PROP_ENGINE: self->engine = static_cast<GstCxrEngine>(g_value_get_enum(value)); break;
     case PROP_OVERLAP: self->overlap = g_value_get_boolean(value); break;
     case PROP_STREAMS: self->streams = g_value_get_uint(value); break;
     case PROP_LAYOUT_CACHE:
@@ -292,6 +328,7 @@ static void gst_cxr_infer_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_EMBEDDINGS: g_value_set_boolean(value, self->embeddings); break;
     case PROP_THREADS: g_value_set_uint(value, self->threads); break;
     case PROP_MEMORY_FORMAT: g_value_set_enum(value, self->memory_format); break;
+    case PROP_ENGINE: g_value_set_enum(value, self->engine); break;
     case PROP_OVERLAP: g_value_set_boolean(value, self->overlap); break;
     case PROP_STREAMS: g_value_set_uint(value, self->streams); break;
     case PROP_LAYOUT_CACHE: g_value_set_string(value, self->layout_cache); break;
@@ -669,6 +706,9 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.precision = self->precision == GST_CXR_PRECISION_FP16   ? cxr::models::Precision::FP16
                       : self->precision == GST_CXR_PRECISION_BF16 ? cxr::models::Precision::BF16
                                                                   : cxr::models::Precision::FP32;
+  options.engine = self->engine == GST_CXR_ENGINE_LIBTORCH  ? cxr::models::Engine::LibTorch
+                   : self->engine == GST_CXR_ENGINE_XNNPACK ? cxr::models::Engine::Xnnpack
+                                                            : cxr::models::Engine::Auto;
   timeout = self->batch_timeout;
   overlap = self->overlap != FALSE;
   GST_OBJECT_UNLOCK(self);
@@ -696,6 +736,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     st->batch_size = static_cast<guint>(options.max_batch);
     st->timeout = timeout;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
+    GST_INFO_OBJECT(self, "engine %s", cxr::models::to_string(st->predictor->engine()));
     const std::string blas_note = cxr::models::blas_thread_note(threads);
     if (!blas_note.empty() && st->predictor->device() == "cpu") GST_WARNING_OBJECT(self, "%s", blas_note.c_str());
     GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s, %zu stream(s) of %d thread(s), overlap %s",
@@ -813,6 +854,12 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
                           "File that remembers memory-format=auto's choice per machine and work (unset: "
                           "$CXR_LAYOUT_CACHE, else $XDG_CACHE_HOME/gst-cxr/layouts.tsv; empty: remember nothing)",
                           nullptr, ready_only));
+  g_object_class_install_property(
+      gobject_class, PROP_ENGINE,
+      g_param_spec_enum("engine", "Engine",
+                        "What runs the network: XNNPACK (CPU, fp32, built-in architectures) or LibTorch; auto takes "
+                        "XNNPACK where it runs",
+                        gst_cxr_engine_get_type(), DEFAULT_ENGINE, ready_only));
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray classifier", "Filter/Analyzer/Video",
                                         "LibTorch inference from a model card; attaches results to each scan",
@@ -822,6 +869,7 @@ static void gst_cxr_infer_class_init(GstCxrInferClass* klass) {
   element_class->change_state = GST_DEBUG_FUNCPTR(gst_cxr_infer_change_state);
   gst_type_mark_as_plugin_api(gst_cxr_precision_get_type(), static_cast<GstPluginAPIFlags>(0));
   gst_type_mark_as_plugin_api(gst_cxr_memory_format_get_type(), static_cast<GstPluginAPIFlags>(0));
+  gst_type_mark_as_plugin_api(gst_cxr_engine_get_type(), static_cast<GstPluginAPIFlags>(0));
   GST_DEBUG_CATEGORY_INIT(gst_cxr_infer_debug, "cxrinfer", 0, "Chest X-ray classifier");
 }
 
@@ -845,6 +893,7 @@ static void gst_cxr_infer_init(GstCxrInfer* self) {
   self->embeddings = DEFAULT_EMBEDDINGS;
   self->threads = DEFAULT_THREADS;
   self->memory_format = DEFAULT_MEMORY_FORMAT;
+  self->engine = DEFAULT_ENGINE;
   self->overlap = DEFAULT_OVERLAP;
   self->streams = DEFAULT_STREAMS;
   self->state = nullptr;

@@ -9,6 +9,8 @@ PNGs (already of the input size: Pillow cannot resize them as torchvision would)
 / 65535 path. Every case runs with memory-format=auto; the first ResNet-34 and MobileNetV3 cases
 also with each explicit memory format (NCHW, channels-last, and ResNet-34's oneDNN and Winograd
 paths), and every case with streams=3 (three batches side by side, results still in scan order).
+Every case also runs on each engine (engine=libtorch, engine=xnnpack) at batch-size 1 and 8 over
+11 scans (one full batch of 8, then a ragged one of 3); the XNNPACK engine must come within 1e-5.
 The 8-bit cases also run the same network saved with torch.jit.save(torch.jit.script(m)), from a
 card with architecture = "torchscript". Max abs difference of probabilities <= 1e-4.
 
@@ -31,6 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_common as mc  # noqa: E402
 
 TOL = 1e-4
+ENGINE_TOL = {"libtorch": 1e-4, "xnnpack": 1e-5}
+ENGINE_SCANS = 11  # batch 8: one full batch and a ragged one
 CASES = [  # arch, task, classes, (height, width), mean, std, bits (16: PNGs of the input size)
     ("resnet34", "multiclass", ["normal", "bacterial", "viral"], (256, 256), [0.4810], [0.2373], 8),
     ("mobilenet_v3_large", "multilabel", ["Atelectasis", "Consolidation", "Effusion", "Mass", "Nodule",
@@ -46,12 +50,12 @@ TORCHSCRIPT = {0, 1, 2}
 FLOATS = re.compile(r"probabilities=\(double\)< ([^>]*) >")
 
 
-def sources():
+def sources(pneumonia=2):
     root = os.environ.get("CXR_SAMPLES", os.path.join(os.path.dirname(__file__), "..", "..", "data", "samples"))
     files = sorted(glob.glob(os.path.join(root, "covid", "*.png")))[:3]
-    files += sorted(glob.glob(os.path.join(root, "pneumonia", "*", "*.jpeg")))[:2]
+    files += sorted(glob.glob(os.path.join(root, "pneumonia", "*", "*.jpeg")))[:pneumonia]
     files += sorted(glob.glob(os.path.join(root, "nih", "*.png")))[:2]
-    if len(files) < 5:
+    if len(files) < 3 + pneumonia:
         sys.exit(f"sample scans missing under {root}")
     return files
 
@@ -93,10 +97,10 @@ def write_card(path, arch, task, classes, size, mean, std, weights):
         f.write(f"[input]\nsize = [{size[0]}, {size[1]}]\nchannels = 3\nmean = {mean}\nstd = {std}\n")
 
 
-def run_pipeline(tmp, card, bits, n, props):
+def run_pipeline(tmp, card, bits, n, props, batch=3):
     fmt = "GRAY16_LE" if bits == 16 else "GRAY8"
     cmd = ["gst-launch-1.0", "-m", "multifilesrc", f"location={tmp}/scan%03d.png", "caps=image/png", "!", "pngdec",
-           "!", "videoconvert", "!", f"video/x-raw,format={fmt}", "!", "cxrinfer", f"model={card}", "batch-size=3",
+           "!", "videoconvert", "!", f"video/x-raw,format={fmt}", "!", "cxrinfer", f"model={card}", f"batch-size={batch}",
            *props.split(), "!", "fakesink"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
@@ -137,9 +141,32 @@ def torchscript_2x(files, failures):
                 failures.append(f"TorchScript 2.6 {kind} in cxrinfer: probabilities differ by {d}")
 
 
+def engines(m, i, case, tmp, files, failures):
+    """The case on each engine at batch-size 1 and 8 over ENGINE_SCANS scans."""
+    arch, task, classes, size, mean, std, bits = case
+    folder = os.path.join(tmp, "engines")
+    os.makedirs(folder)
+    pngs = write_pngs(folder, files, size, bits)
+    x = torch.stack([reference_input(p, size, mean, std, bits) for p in pngs])
+    with torch.no_grad():
+        logits = m(x)
+    ref = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, 1)).numpy()
+    card = os.path.join(tmp, "card.toml")
+    for engine, tol in ENGINE_TOL.items():
+        for batch in (1, 8):
+            got = run_pipeline(folder, card, bits, len(pngs), f"engine={engine}", batch=batch)
+            d = float(np.abs(got - ref).max())
+            label = f"engine={engine} batch-size={batch}"
+            print(f"{arch:20s} {task:10s} {size[0]}x{size[1]} {bits:2d}-bit {label:31s} {len(pngs)} scans: "
+                  f"max|dprob|={d:.3e} (tolerance {tol:.0e}, prob range {ref.min():.3f}..{ref.max():.3f})")
+            if not d <= tol:
+                failures.append(f"{arch} {bits}-bit {label}: probabilities differ by {d} > {tol}")
+
+
 def main():
     torch.set_num_threads(2)
     files = sources()
+    engine_files = sources(pneumonia=ENGINE_SCANS - 5)
     failures = []
     torchscript_2x(files, failures)
     for i, (arch, task, classes, size, mean, std, bits) in enumerate(CASES):
@@ -171,6 +198,7 @@ def main():
                       f"max|dprob|={d:.3e} argmax agreement {agree:.2f} (prob range {ref.min():.3f}..{ref.max():.3f})")
                 if not d <= TOL:
                     failures.append(f"{arch} {bits}-bit {label}: probabilities differ by {d}")
+            engines(m, i, CASES[i], tmp, engine_files, failures)
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1
