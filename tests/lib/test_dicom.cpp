@@ -414,6 +414,18 @@ TEST_CASE("DICOM nesting is measured before DCMTK parses, and deep nesting refus
       CHECK(cxr::io::dicom_nesting_depth(s.data(), s.size(), cxr::io::kMaxDicomNesting) <= 4);
     }
   }
+  SECTION("an element longer than the stream is refused before DCMTK allocates it") {
+    // 14 bytes (found by fuzzing) that DCMTK read as a bare dataset whose second element
+    // declares 3.4 GB, allocated before anything was read.
+    const std::string path =
+        cxrtest::env_or("CXR_SOURCE_ROOT", ".") + "/tests/fuzz/regressions/dicom/element-declares-3-gb.dcm";
+    const Bytes b = cxrtest::read_file(path);
+    REQUIRE(b.size() == 14);
+    size_t overrun = 0;
+    cxr::io::dicom_nesting_depth(b.data(), b.size(), cxr::io::kMaxDicomNesting, &overrun);
+    CHECK(overrun == 0);
+    CHECK(decode_error(path).find("declares more data than the 14-byte stream holds") != std::string::npos);
+  }
   SECTION("200000 nested sequences are a DecodeError, not a stack overflow") {
     // 4 MB of nesting: DCMTK's recursive parser ran out of stack here, in decode() and in the
     // C-STORE listener's read of a received file.

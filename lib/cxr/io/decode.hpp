@@ -94,8 +94,9 @@ Image decode_file(const std::string& path, const DecodeParams& params = {});
 /// parser recurses once per level, so a few megabytes of nested sequences overflow the stack
 /// of whatever thread reads them; decode() and the C-STORE listener check this first. Counting
 /// stops past `limit`. A stream the walk cannot follow (truncated, inconsistent lengths) is
-/// measured as far as it goes.
-int dicom_nesting_depth(const uint8_t* data, size_t size, int limit);
+/// measured as far as it goes; when an element there declares more bytes than the stream has
+/// left, `overrun` (if given) gets its offset, else it is set to SIZE_MAX.
+int dicom_nesting_depth(const uint8_t* data, size_t size, int limit, size_t* overrun = nullptr);
 
 /// Nesting (sequences plus items) readers accept: far deeper than real images and structured
 /// reports, far shallower than a stack overflow.

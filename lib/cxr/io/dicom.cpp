@@ -242,8 +242,14 @@ std::vector<uint16_t> presentation_lut(const Domain& dom, DcmDataset* ds, const 
 
 Image decode_dicom(const uint8_t* data, size_t size, const DecodeParams& params) {
   register_codecs();
-  if (dicom_nesting_depth(data, size, kMaxDicomNesting) > kMaxDicomNesting)
+  size_t overrun = SIZE_MAX;
+  if (dicom_nesting_depth(data, size, kMaxDicomNesting, &overrun) > kMaxDicomNesting)
     throw DecodeError("DICOM: sequences nested deeper than " + std::to_string(kMaxDicomNesting) + " levels");
+  // DCMTK allocates an element's declared length before reading it: 14 bytes could ask for
+  // 4 GB. The whole stream is here, so a length past its end is refused first.
+  if (overrun != SIZE_MAX)
+    throw DecodeError("truncated DICOM: the element at byte " + std::to_string(overrun) +
+                      " declares more data than the " + std::to_string(size) + "-byte stream holds");
 
   DcmInputBufferStream stream;
   stream.setBuffer(data, offile_off_t(size));
@@ -513,7 +519,7 @@ constexpr uint32_t kUndefined = 0xffffffffu;
 constexpr size_t kOpen = SIZE_MAX;  // a container of undefined length: ends at its delimiter
 
 // Walks a dataset from `pos`, keeping a stack of open sequences and items.
-int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit) {
+int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit, size_t& overrun) {
   struct Level {
     size_t end;         // kOpen: undefined length
     bool fragments;     // encapsulated pixel data: its items are opaque fragments
@@ -534,7 +540,11 @@ int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit) {
       pos += 8;
       if (element == 0xe000) {
         if (!open.empty() && open.back().fragments) {
-          if (len == kUndefined || len > w.n - pos) break;
+          if (len == kUndefined) break;
+          if (len > w.n - pos) {
+            overrun = pos - 8;
+            break;
+          }
           pos += len;
         } else {
           const bool ex = open.empty() ? explicit_vr : open.back().explicit_vr;
@@ -546,6 +556,7 @@ int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit) {
       continue;
     }
     const bool ex = open.empty() ? explicit_vr : open.back().explicit_vr;
+    const size_t start = pos;
     uint32_t len;
     bool sq = false, un = false;
     if (ex) {
@@ -572,7 +583,10 @@ int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit) {
       push({kOpen, pixels, ex && !un});
       continue;
     }
-    if (len > w.n - pos) break;  // truncated: the parser reports it
+    if (len > w.n - pos) {  // truncated, or a forged length
+      overrun = start;
+      break;
+    }
     if (sq) {
       push({pos + len, false, ex});
       continue;
@@ -590,7 +604,10 @@ std::string trim_uid(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-int dicom_nesting_depth(const uint8_t* data, size_t size, int limit) {
+int dicom_nesting_depth(const uint8_t* data, size_t size, int limit, size_t* overrun) {
+  size_t unused = SIZE_MAX;
+  size_t& over = overrun ? *overrun : unused;
+  over = SIZE_MAX;
   if (!data) return 0;
   Walk w{data, size};
   size_t pos = 0;
@@ -605,7 +622,11 @@ int dicom_nesting_depth(const uint8_t* data, size_t size, int limit) {
       if (lng && size - pos < 12) break;
       const uint32_t len = lng ? w.u32(pos + 8) : w.u16(pos + 6);
       const size_t hdr = lng ? 12 : 8;
-      if (len == kUndefined || len > size - pos - hdr) break;
+      if (len == kUndefined) break;
+      if (len > size - pos - hdr) {
+        over = pos;
+        return 0;
+      }
       if (w.u16(pos + 2) == 0x0010) uid = trim_uid(data + pos + hdr, len);
       pos += hdr + len;
     }
@@ -635,13 +656,16 @@ int dicom_nesting_depth(const uint8_t* data, size_t size, int limit) {
         if (rc == Z_BUF_ERROR && z.avail_in == 0) break;
       }
       inflateEnd(&z);
-      return walk_depth(Walk{out.data(), out.size()}, 0, true, limit);
+      size_t inner = SIZE_MAX;  // offsets inside the inflated stream mean nothing to the caller
+      const int depth = walk_depth(Walk{out.data(), out.size()}, 0, true, limit, inner);
+      if (inner != SIZE_MAX) over = pos;
+      return depth;
     }
   } else {
     // A bare dataset: explicit VR when its first element carries one (what DCMTK guesses too).
     explicit_vr = size >= 6 && data[4] >= 'A' && data[4] <= 'Z' && data[5] >= 'A' && data[5] <= 'Z';
   }
-  return walk_depth(w, pos, explicit_vr, limit);
+  return walk_depth(w, pos, explicit_vr, limit, over);
 }
 
 }  // namespace cxr::io
