@@ -11,12 +11,12 @@
 //                                                          noise made up front) and fakesink;
 //                                                          PROPS: more cxrinfer properties
 //                                                          ("overlap=off")
-//   bench-infer predictor CARD BATCH THREADS SECONDS LAYOUT  Predictor::run on its input bank
+//   bench-infer predictor CARD BATCH THREADS SECONDS LAYOUT [ENGINE]  Predictor::run on its input bank
 //                                                          (LAYOUT auto, channels-last, ...): the
 //                                                          per-batch work of cxrinfer's compute
 //                                                          thread, without the stream
 //   bench-infer rss CARD SIZE BATCH FRAMES [PROPS]         VmRSS while streaming FRAMES scans
-//   bench-infer profile ARCH SIZE BATCH THREADS REPEATS    the XNNPACK engine's time per layer
+//   bench-infer profile ARCH|CARD SIZE BATCH THREADS REPEATS  the XNNPACK engine's time per layer
 //
 // raw's LAYOUT xnnpack times the XNNPACK engine's run() instead of the LibTorch module.
 //
@@ -44,6 +44,7 @@
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/threads.hpp"
+#include "cxr/models/weights.hpp"
 
 namespace {
 
@@ -114,7 +115,14 @@ int raw_xnnpack(cxr::models::ClassifierImpl& net, int size, int batch, int threa
 
 // Per-layer times of the XNNPACK engine (best of REPEATS), one line per layer, then the total.
 int profile_xnnpack(const std::string& arch, int size, int batch, int threads, int repeats) {
-  auto net = cxr::models::make_classifier(arch, 3);
+  std::shared_ptr<cxr::models::ClassifierImpl> net;
+  if (arch.size() > 5 && arch.substr(arch.size() - 5) == ".toml") {  // a card: its architecture and weights
+    const auto card = cxr::models::load_card(arch);
+    net = cxr::models::make_classifier(card.architecture, static_cast<int64_t>(card.classes.size()));
+    cxr::models::load_weights(*net, card.weights);
+  } else {
+    net = cxr::models::make_classifier(arch, 3);
+  }
   net->eval();
   cxr::engine::XnnOptions o;
   o.height = o.width = size;
@@ -177,9 +185,13 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
 
 // Predictor::run on its input bank, batch after batch, on this thread: what cxrinfer's compute
 // thread does per batch, without the stream.
-int predictor(const std::string& card, int batch, int threads, double budget, const std::string& layout) {
+int predictor(const std::string& card, int batch, int threads, double budget, const std::string& layout,
+              const std::string& engine = "auto") {
   cxr::models::PredictorOptions o;
   o.device = "cpu";
+  o.engine = engine == "xnnpack"    ? cxr::models::Engine::Xnnpack
+             : engine == "libtorch" ? cxr::models::Engine::LibTorch
+                                    : cxr::models::Engine::Auto;
   o.max_batch = batch;
   o.threads = threads;
   bool known = false;
@@ -204,7 +216,7 @@ int predictor(const std::string& card, int batch, int threads, double budget, co
     ++iters;
   } while (seconds_since(t0) < budget || iters < 3);
   std::cout << "predictor " << iters * batch / seconds_since(t0) << " layout " << cxr::models::to_string(p.layout())
-            << "\n";
+            << " engine " << cxr::models::to_string(p.engine()) << "\n";
   return 0;
 }
 
@@ -338,8 +350,8 @@ int main(int argc, char** argv) {
       return raw(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stod(a[5]), a[6],
                  a.size() == 8 ? std::stoi(a[7]) : 1);
     }
-    if (a.size() == 6 && a[0] == "predictor") {
-      return predictor(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stod(a[4]), a[5]);
+    if ((a.size() == 6 || a.size() == 7) && a[0] == "predictor") {
+      return predictor(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stod(a[4]), a[5], a.size() == 7 ? a[6] : "auto");
     }
     if (a.size() == 6 && a[0] == "profile") {
       return profile_xnnpack(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]));
