@@ -64,19 +64,13 @@
 
 #include <gst/video/video.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <future>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cxr/error.hpp"
+#include "cxr/models/batch_runner.hpp"
 #include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/input.hpp"
@@ -87,6 +81,7 @@
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
+#include "gst/gstcxrresult.hpp"
 
 GST_DEBUG_CATEGORY_STATIC(gst_cxr_infer_debug);
 #define GST_CAT_DEFAULT gst_cxr_infer_debug
@@ -179,81 +174,29 @@ enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_BATCH_SIZE, PROP_BATCH_TIMEOUT, PRO
 
 namespace {
 
-/// A frame or a serialized event waiting for its batch to run.
-struct Item {
+/// A frame waiting for its batch to run: the BatchRunner's token for it.
+struct Frame {
   GstBuffer* buffer = nullptr;
-  GstEvent* event = nullptr;
   GstStructure* message = nullptr;  // message fields known at arrival (times, path)
-};
-
-/// Frames and serialized events of one batch, in arrival order, handed to a compute thread;
-/// `frames` of them are scans, prepared in input bank `bank`. Batches are numbered as they are
-/// handed over (`seq`) and leave in that order.
-struct Batch {
-  std::deque<Item> items;
-  size_t frames = 0;
-  size_t bank = 0;
-  uint64_t seq = 0;
-  // Filled by the compute thread.
-  GstFlowReturn at_start = GST_FLOW_OK;  // not OK: not run, its frames are dropped
-  std::vector<cxr::models::Prediction> preds;
-  std::string failure;
-  std::promise<void> read;    // the network has read bank `bank` (or never will)
-  std::promise<void> pushed;  // its items have left (or were dropped)
 };
 
 /// Everything C++ of one running element; created in start, deleted in stop.
 struct InferState {
-  // One compute thread per stream: every LibTorch call of a stream (for the first, also the
-  // load and the layout timing) runs on its thread, which also pushes its batches' frames
-  // downstream: see cxr::models::ComputeThread for why.
-  std::vector<std::unique_ptr<cxr::models::ComputeThread>> compute;
   std::unique_ptr<cxr::models::Predictor> predictor;
-  std::vector<GQuark> quarks;
-  std::string model_id;
-  bool multilabel = false;
-  guint batch_size = 1;
-  GstClockTime timeout = 0;
-  bool overlap = true;  // the streaming thread goes on while a batch runs
+  // Batches, compute threads (one per stream: every LibTorch call of a stream, for the first
+  // also the load and the layout timing, runs on its thread, which also pushes its batches'
+  // frames downstream; see cxr::models::ComputeThread for why) and in-order delivery.
+  // Declared after the predictor: its threads end before the predictor goes.
+  std::unique_ptr<cxr::models::BatchRunner> runner;
+  GstCxrResultModel model;
 
   // Stream state; guarded by the sink pad's stream lock.
   GstVideoInfo info;
   bool have_info = false;
   GstSegment segment;
-  std::deque<Item> queue;  // the batch being filled
-  size_t pending = 0;      // frames in queue (= slots of bank `bank` used)
-  size_t bank = 0;
-  // Input banks, one per stream and one to fill: each is free once the batch reading it has run.
-  std::vector<std::shared_future<void>> bank_free;
-  uint64_t next_seq = 0;    // number of the next batch handed over
-  std::shared_future<void> last;  // done when every batch handed over is pushed
-
-  // Batches handed over and not yet taken: the first compute thread that is free takes the
-  // oldest, so that a thread slowed down by other work on its core holds no other thread back.
-  // Guarded by ready_mutex.
-  std::mutex ready_mutex;
-  std::deque<std::shared_ptr<Batch>> ready;
-
-  // Batches that ran before the ones handed over earlier wait here, by number, so that no
-  // compute thread idles waiting for another's batch: whichever thread finishes the batch in
-  // turn pushes it and then every waiting batch that follows it. Guarded by outbox_mutex.
-  std::mutex outbox_mutex;
-  std::map<uint64_t, std::shared_ptr<Batch>> outbox;
-  uint64_t to_push = 0;  // number of the batch that leaves next
-  bool pushing = false;  // a thread is pushing: the others only leave their batch here
-
-  // OK, or why pushing stopped (flushing, EOS or an error downstream, a failed batch): set by
-  // the compute thread and by flushes, returned by chain().
-  std::atomic<GstFlowReturn> flow{GST_FLOW_OK};
-
-  // Batch timer; guarded by mutex.
-  std::mutex mutex;
-  std::condition_variable cond;
-  std::thread timer;
-  bool quit = false;
-  bool armed = false;
-  std::chrono::steady_clock::time_point deadline;
 };
+
+static_assert(GST_FLOW_OK == cxr::models::BatchRunner::kOk, "the runner's flow is a GstFlowReturn");
 
 }  // namespace
 
@@ -376,31 +319,20 @@ static GstStructure* arrival_fields(InferState* st, GstBuffer* buf) {
 }
 
 /// Attaches the meta, posts the message and pushes the frame.
-static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Item& item,
-                                  const cxr::models::Prediction& p) {
-  GstBuffer* buf = gst_buffer_make_writable(item.buffer);
-  item.buffer = nullptr;
-  const guint n = static_cast<guint>(p.probabilities.size());
-  GstCxrResultMeta* meta = gst_buffer_add_cxr_result_meta(buf, n);
-  gst_cxr_meta_set_string(&meta->model, st->model_id.c_str());
-  meta->multilabel = st->multilabel;
+static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Frame& frame, const cxr::models::Prediction& p) {
+  GstBuffer* buf = gst_buffer_make_writable(frame.buffer);
+  frame.buffer = nullptr;
+  gst_cxr_buffer_add_prediction(buf, st->model, p);
   std::vector<const char*> classes, predicted;
-  for (guint c = 0; c < n; ++c) {
-    meta->class_quarks[c] = st->quarks[c];
-    meta->logits[c] = p.logits[c];
-    meta->probabilities[c] = p.probabilities[c];
-    meta->decisions[c] = p.decisions[c];
-    classes.push_back(g_quark_to_string(st->quarks[c]));
+  for (size_t c = 0; c < p.probabilities.size(); ++c) {
+    classes.push_back(g_quark_to_string(st->model.classes[c]));
     if (p.decisions[c]) predicted.push_back(classes.back());
   }
-  if (!p.embedding.empty()) {
-    gst_cxr_result_meta_set_embedding(meta, p.embedding.data(), static_cast<guint>(p.embedding.size()));
-  }
 
-  GstStructure* s = item.message;
-  item.message = nullptr;
-  gst_structure_set(s, "model", G_TYPE_STRING, st->model_id.c_str(), "multilabel", G_TYPE_BOOLEAN,
-                    st->multilabel ? TRUE : FALSE, "top-class", G_TYPE_STRING, classes[static_cast<size_t>(p.top)],
+  GstStructure* s = frame.message;
+  frame.message = nullptr;
+  gst_structure_set(s, "model", G_TYPE_STRING, st->model.id.c_str(), "multilabel", G_TYPE_BOOLEAN,
+                    st->model.multilabel ? TRUE : FALSE, "top-class", G_TYPE_STRING, classes[static_cast<size_t>(p.top)],
                     nullptr);
   set_string_array(s, "classes", classes);
   set_double_array(s, "logits", p.logits);
@@ -410,153 +342,36 @@ static GstFlowReturn finish_frame(GstCxrInfer* self, InferState* st, Item& item,
   return gst_pad_push(self->srcpad, buf);
 }
 
-/// Pushes a batch's frames (with their results) and events, in order. After a failure or a
-/// refused push, frames are dropped and events still go.
-static void push_batch(GstCxrInfer* self, InferState* st, Batch& batch) {
-  GstFlowReturn ret = st->flow.load();
-  if (ret == GST_FLOW_OK) ret = batch.at_start;  // not run: dropped
-  if (ret == GST_FLOW_OK && !batch.failure.empty()) {
-    ret = gst_cxr_post_error(GST_ELEMENT(self), "inference failed: " + batch.failure);
-  }
-  size_t k = 0;
-  for (Item& item : batch.items) {
-    if (item.buffer) {
-      if (ret == GST_FLOW_OK) {
-        ret = finish_frame(self, st, item, batch.preds[k]);
-      } else {
-        gst_buffer_unref(item.buffer);
-      }
-      ++k;
-    } else if (item.event) {
-      gst_pad_push_event(self->srcpad, item.event);
+/// The runner's hooks: its tokens are Frames and serialized GstEvents; its flow a GstFlowReturn.
+static cxr::models::BatchRunner::Hooks runner_hooks(GstCxrInfer* self, InferState* st) {
+  using Token = cxr::models::BatchRunner::Token;
+  cxr::models::BatchRunner::Hooks hooks;
+  hooks.run = [st](size_t n, size_t bank) { return st->predictor->run(n, bank); };
+  hooks.deliver = [self, st](Token token, const cxr::models::Prediction& p) {
+    std::unique_ptr<Frame> frame(static_cast<Frame*>(token));
+    return static_cast<int>(finish_frame(self, st, *frame, p));
+  };
+  hooks.pass = [self](Token event) { gst_pad_push_event(self->srcpad, static_cast<GstEvent*>(event)); };
+  hooks.drop = [](Token token, bool is_frame) {
+    if (!is_frame) {
+      gst_event_unref(static_cast<GstEvent*>(token));
+      return;
     }
-    if (item.message) gst_structure_free(item.message);
-  }
-  batch.items.clear();
-  if (ret != GST_FLOW_OK) st->flow.store(ret);
-}
-
-/// On a compute thread: runs a batch, then pushes it when it is its turn, with the batches
-/// after it that are waiting; otherwise leaves it to wait for the thread whose batch is in turn.
-static void run_batch(GstCxrInfer* self, InferState* st, std::shared_ptr<Batch> batch) {
-  batch->at_start = st->flow.load();
-  if (batch->frames > 0 && batch->at_start == GST_FLOW_OK) {
-    try {
-      batch->preds = st->predictor->run(batch->frames, batch->bank);
-    } catch (const std::exception& e) {
-      batch->failure = e.what();
-    }
-  }
-  batch->read.set_value();
-  std::unique_lock<std::mutex> lock(st->outbox_mutex);
-  st->outbox.emplace(batch->seq, std::move(batch));
-  if (st->pushing) return;
-  st->pushing = true;
-  for (auto it = st->outbox.find(st->to_push); it != st->outbox.end(); it = st->outbox.find(st->to_push)) {
-    std::shared_ptr<Batch> next = std::move(it->second);
-    st->outbox.erase(it);
-    lock.unlock();
-    push_batch(self, st, *next);
-    next->pushed.set_value();
-    lock.lock();
-    ++st->to_push;
-  }
-  st->pushing = false;
-}
-
-/// On a compute thread: runs the oldest batch handed over, if another thread has not taken it.
-/// Every hand-over queues this on every compute thread, so each batch is taken by the first one
-/// free, and the calls left over find nothing.
-static void take_batch(GstCxrInfer* self, InferState* st) {
-  std::shared_ptr<Batch> batch;
-  {
-    std::lock_guard<std::mutex> lock(st->ready_mutex);
-    if (st->ready.empty()) return;
-    batch = std::move(st->ready.front());
-    st->ready.pop_front();
-  }
-  run_batch(self, st, std::move(batch));
-}
-
-static bool running(const std::shared_future<void>& f) {
-  return f.valid() && f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
-}
-
-/// Hands what is queued (the batch being filled, or events only) to a compute thread and
-/// returns at once; the next batch fills the next bank. The first compute thread that is free
-/// takes it (see take_batch). Caller holds the sink pad's stream lock.
-static GstFlowReturn submit_batch(GstCxrInfer* self, InferState* st) {
-  {
-    std::lock_guard<std::mutex> lock(st->mutex);
-    st->armed = false;
-  }
-  if (st->queue.empty()) return st->flow.load();
-  auto batch = std::make_shared<Batch>();
-  batch->items.swap(st->queue);
-  batch->frames = st->pending;
-  batch->bank = st->bank;
-  batch->seq = st->next_seq++;
-  st->pending = 0;
-  std::shared_future<void> read = batch->read.get_future().share();
-  std::shared_future<void> pushed = batch->pushed.get_future().share();
-  if (batch->frames > 0) {
-    st->bank_free[st->bank] = read;
-    st->bank = (st->bank + 1) % st->bank_free.size();
-  }
-  st->last = pushed;
-  {
-    std::lock_guard<std::mutex> lock(st->ready_mutex);
-    st->ready.push_back(std::move(batch));
-  }
-  for (auto& compute : st->compute) compute->submit([self, st] { take_batch(self, st); });
-  return st->flow.load();
-}
-
-/// Runs what is queued and waits until everything handed over is pushed. Caller holds the
-/// sink pad's stream lock.
-static GstFlowReturn drain(GstCxrInfer* self, InferState* st) {
-  submit_batch(self, st);
-  if (st->last.valid()) st->last.wait();
-  return st->flow.load();
-}
-
-static void drop_queue(InferState* st) {
-  for (Item& item : st->queue) {
-    if (item.buffer) gst_buffer_unref(item.buffer);
-    if (item.event) gst_event_unref(item.event);
-    if (item.message) gst_structure_free(item.message);
-  }
-  st->queue.clear();
-  st->pending = 0;
-  std::lock_guard<std::mutex> lock(st->mutex);
-  st->armed = false;
-}
-
-/// Runs a partial batch once it has waited batch-timeout.
-static void timer_loop(GstCxrInfer* self, InferState* st) {
-  std::unique_lock<std::mutex> lock(st->mutex);
-  while (!st->quit) {
-    if (!st->armed) {
-      st->cond.wait(lock);
-      continue;
-    }
-    if (st->cond.wait_until(lock, st->deadline) != std::cv_status::timeout) continue;
-    if (st->quit || !st->armed || std::chrono::steady_clock::now() < st->deadline) continue;
-    lock.unlock();
-    // The stream lock orders this flush against chain() and serialized events.
+    std::unique_ptr<Frame> frame(static_cast<Frame*>(token));
+    if (frame->buffer) gst_buffer_unref(frame->buffer);
+    if (frame->message) gst_structure_free(frame->message);
+  };
+  hooks.failed = [self](const std::string& what) {
+    return static_cast<int>(gst_cxr_post_error(GST_ELEMENT(self), "inference failed: " + what));
+  };
+  hooks.due = [self, st]() {
+    // The stream lock orders this hand-over against chain() and serialized events.
     GST_PAD_STREAM_LOCK(self->sinkpad);
-    bool due;
-    {
-      std::lock_guard<std::mutex> check(st->mutex);
-      due = st->armed && !st->quit && std::chrono::steady_clock::now() >= st->deadline;
-    }
-    if (due) {
-      GST_DEBUG_OBJECT(self, "batch-timeout: running %zu frame(s)", st->pending);
-      submit_batch(self, st);
-    }
+    GST_DEBUG_OBJECT(self, "batch-timeout: %zu frame(s) waiting", st->runner->pending());
+    st->runner->submit_due();
     GST_PAD_STREAM_UNLOCK(self->sinkpad);
-    lock.lock();
-  }
+  };
+  return hooks;
 }
 
 static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuffer* buf) {
@@ -567,10 +382,8 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("no model loaded"), (nullptr));
     return GST_FLOW_ERROR;
   }
-  if (st->pending == 0 && st->bank_free[st->bank].valid()) {
-    st->bank_free[st->bank].wait();  // a batch handed over earlier still reads this bank
-  }
-  const GstFlowReturn flow = st->flow.load();
+  const cxr::models::BatchRunner::Slot slot = st->runner->next_slot();
+  const auto flow = static_cast<GstFlowReturn>(st->runner->flow());
   if (flow != GST_FLOW_OK) {
     gst_buffer_unref(buf);
     return flow;
@@ -591,14 +404,14 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
   std::string failure;
   try {
     cv::Mat scan = gst_cxr_frame_to_mat(&frame);
-    cxr::models::prepare_input_into(scan, st->predictor->card().input, st->predictor->slot(st->pending, st->bank));
+    cxr::models::prepare_input_into(scan, st->predictor->card().input, st->predictor->slot(slot.index, slot.bank));
   } catch (const std::exception& e) {
     failure = e.what();
   }
   gst_video_frame_unmap(&frame);
   if (!failure.empty()) {
     // Keep the order of what is already queued, then report this scan.
-    GstFlowReturn ret = drain(self, st);
+    GstFlowReturn ret = static_cast<GstFlowReturn>(st->runner->drain());
     if (ret != GST_FLOW_OK) {
       gst_buffer_unref(buf);
       return ret;
@@ -607,23 +420,7 @@ static GstFlowReturn gst_cxr_infer_chain(GstPad* pad, GstObject* parent, GstBuff
     gst_buffer_unref(buf);
     return ret;
   }
-  st->queue.push_back(Item{buf, nullptr, arrival_fields(st, buf)});
-  ++st->pending;
-  if (st->pending >= st->batch_size) {
-    GstFlowReturn ret = submit_batch(self, st);
-    if (!st->overlap) {
-      st->last.wait();
-      ret = st->flow.load();
-    }
-    return ret;
-  }
-  if (st->pending == 1 && st->timeout > 0) {
-    std::lock_guard<std::mutex> lock(st->mutex);
-    st->armed = true;
-    st->deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(st->timeout);
-    st->cond.notify_all();
-  }
-  return GST_FLOW_OK;
+  return static_cast<GstFlowReturn>(st->runner->add_frame(new Frame{buf, arrival_fields(st, buf)}));
 }
 
 static gboolean gst_cxr_infer_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
@@ -650,54 +447,43 @@ static gboolean gst_cxr_infer_sink_event(GstPad* pad, GstObject* parent, GstEven
       break;
     }
     case GST_EVENT_EOS:
-      drain(self, st);
+      st->runner->drain();
       return gst_pad_push_event(self->srcpad, event);
     case GST_EVENT_FLUSH_START:
       // Batches not yet run are dropped; chain() returns FLUSHING until the flush stops.
-      st->flow.store(GST_FLOW_FLUSHING);
+      st->runner->stop(GST_FLOW_FLUSHING);
       return gst_pad_event_default(pad, parent, event);
     case GST_EVENT_FLUSH_STOP:
-      if (st->last.valid()) st->last.wait();
-      drop_queue(st);
-      st->flow.store(GST_FLOW_OK);
+      st->runner->flush();
       gst_segment_init(&st->segment, GST_FORMAT_TIME);
       return gst_pad_event_default(pad, parent, event);
     default:
       break;
   }
-  if (GST_EVENT_IS_SERIALIZED(event) && (!st->queue.empty() || running(st->last))) {
-    // Keeps its place after the frames before it: with the batch being filled, or, when that
-    // is empty, pushed by the compute thread after the batches it still has.
-    st->queue.push_back(Item{nullptr, event, nullptr});
-    if (st->pending == 0) submit_batch(self, st);
-    return TRUE;
-  }
+  // A serialized event keeps its place after the frames before it.
+  if (GST_EVENT_IS_SERIALIZED(event) && st->runner->add_marker(event)) return TRUE;
   return gst_pad_event_default(pad, parent, event);
 }
 
 static gboolean gst_cxr_infer_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
   GstCxrInfer* self = GST_CXR_INFER(parent);
-  if (GST_QUERY_TYPE(query) == GST_QUERY_DRAIN && self->state) drain(self, self->state);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_DRAIN && self->state) self->state->runner->drain();
   return gst_pad_query_default(pad, parent, query);
 }
 
 static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   for (const auto& note : cxr::runtime::prepare_cpu_runtime()) GST_INFO_OBJECT(self, "%s", note.c_str());
   cxr::models::PredictorOptions options;
+  cxr::models::BatchRunnerOptions batching;
   std::string model;
-  GstClockTime timeout;
-  bool overlap;
-  size_t streams;
   GST_OBJECT_LOCK(self);
   model = self->model ? self->model : "";
   options.device = self->device ? self->device : DEFAULT_DEVICE;
   options.max_batch = static_cast<int>(self->batch_size);
-  streams = self->streams;
-  options.input_banks = static_cast<int>(streams) + 1;  // one more to fill while each stream runs one
-  options.streams = static_cast<int>(streams);
+  options.streams = static_cast<int>(self->streams);
   options.layout_cache = self->layout_cache ? self->layout_cache : cxr::models::default_layout_cache();
   options.embeddings = self->embeddings;
-  options.threads = cxr::models::threads_per_stream(static_cast<int>(self->threads), static_cast<int>(streams));
+  options.threads = cxr::models::threads_per_stream(static_cast<int>(self->threads), options.streams);
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_ONEDNN      ? cxr::models::Layout::OneDnn
@@ -709,8 +495,11 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.engine = self->engine == GST_CXR_ENGINE_LIBTORCH  ? cxr::models::Engine::LibTorch
                    : self->engine == GST_CXR_ENGINE_XNNPACK ? cxr::models::Engine::Xnnpack
                                                             : cxr::models::Engine::Auto;
-  timeout = self->batch_timeout;
-  overlap = self->overlap != FALSE;
+  batching.batch_size = self->batch_size;
+  batching.streams = self->streams;
+  batching.overlap = self->overlap != FALSE;
+  batching.timeout = std::chrono::nanoseconds(self->batch_timeout);
+  batching.owner = GST_OBJECT_NAME(self);
   GST_OBJECT_UNLOCK(self);
 
   return gst_cxr_guard_bool(GST_ELEMENT(self), [&]() -> gboolean {
@@ -720,32 +509,25 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     options.on_layout = [self](cxr::models::Layout chosen, const std::string& how) {
       GST_INFO_OBJECT(self, "memory format %s: %s", cxr::models::to_string(chosen), how.c_str());
     };
-    for (size_t i = 0; i < streams; ++i) {
-      st->compute.push_back(
-          std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self), i)));
-    }
-    const int threads = st->compute[0]->call([&] {
+    st->runner = std::make_unique<cxr::models::BatchRunner>(batching, runner_hooks(self, st.get()));
+    options.input_banks = static_cast<int>(st->runner->banks());
+    const int threads = st->runner->compute(0).call([&] {
       st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
       return cxr::models::compute_threads();
     });
-    st->bank_free.resize(static_cast<size_t>(options.input_banks));
-    st->overlap = overlap;
-    for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
-    st->model_id = card.name;
-    st->multilabel = card.task == cxr::models::Task::Multilabel;
-    st->batch_size = static_cast<guint>(options.max_batch);
-    st->timeout = timeout;
+    for (const auto& c : card.classes) st->model.classes.push_back(g_quark_from_string(c.c_str()));
+    st->model.id = card.name;
+    st->model.multilabel = card.task == cxr::models::Task::Multilabel;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
     GST_INFO_OBJECT(self, "engine %s", cxr::models::to_string(st->predictor->engine()));
     const std::string blas_note = cxr::models::blas_thread_note(threads);
     if (!blas_note.empty() && st->predictor->device() == "cpu") GST_WARNING_OBJECT(self, "%s", blas_note.c_str());
-    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %u, %s, %zu stream(s) of %d thread(s), overlap %s",
+    GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %zu, %s, %zu stream(s) of %d thread(s), overlap %s",
                     card.name.c_str(), card.architecture.c_str(), card.classes.size(),
-                    st->predictor->device().c_str(), st->batch_size, cxr::models::to_string(st->predictor->layout()),
-                    streams, threads, st->overlap ? "on" : "off");
-    InferState* raw = st.release();
-    raw->timer = std::thread(timer_loop, self, raw);
-    self->state = raw;
+                    st->predictor->device().c_str(), batching.batch_size,
+                    cxr::models::to_string(st->predictor->layout()), batching.streams, threads,
+                    batching.overlap ? "on" : "off");
+    self->state = st.release();
     return TRUE;
   });
 }
@@ -753,19 +535,8 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
 static void gst_cxr_infer_stop(GstCxrInfer* self) {
   InferState* st = self->state;
   if (!st) return;
-  {
-    std::lock_guard<std::mutex> lock(st->mutex);
-    st->quit = true;
-    st->cond.notify_all();
-  }
-  if (st->timer.joinable()) st->timer.join();
   // The pads are inactive: batches still queued drop their frames; their events go nowhere.
-  st->flow.store(GST_FLOW_FLUSHING);
-  // Each runs what is queued, then joins. No batch waits for another: whichever thread finishes
-  // the batch in turn also pushes those waiting after it (their frames are dropped, as the
-  // flow is FLUSHING).
-  st->compute.clear();
-  drop_queue(st);
+  if (st->runner) st->runner->close(GST_FLOW_FLUSHING);
   self->state = nullptr;
   delete st;
 }
