@@ -8,7 +8,10 @@
  * with a GstCxrScanMeta: path = the inbox file, patient id, study / series / SOP instance UIDs.
  * Accepted: CR, DX and Secondary Capture (incl. multi-frame grayscale byte/word) in the
  * transfer syntaxes cxrdecode reads. Calling AE titles not in `allowed-callers` are refused at
- * association time; more than `max-associations` concurrent associations are rejected.
+ * association time; more than `max-associations` concurrent associations are rejected; a peer
+ * silent for `timeout` seconds is disconnected. While the inbox's file system has less than
+ * `min-free-space` bytes free, C-STOREs are answered 0xA700 (out of resources) and nothing is
+ * written.
  *
  * The inbox file stays until the stream has finished with it: cxrdicomsink (or any element)
  * sends the upstream custom event `cxr-inbox-done` (field `path`) and this element deletes the
@@ -26,6 +29,7 @@
  */
 #include "gstcxrdicomsrc.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -56,10 +60,14 @@ enum {
   PROP_INBOX,
   PROP_DEBUG_PHI,
   PROP_RECEIVED,
+  PROP_TIMEOUT,
+  PROP_MIN_FREE_SPACE,
 };
 #define DEFAULT_PORT 11112
 #define DEFAULT_AE_TITLE "GSTCXR"
 #define DEFAULT_MAX_ASSOCIATIONS 4
+#define DEFAULT_TIMEOUT 60
+#define DEFAULT_MIN_FREE_SPACE (G_GUINT64_CONSTANT(64) << 20)
 
 namespace {
 
@@ -82,6 +90,8 @@ struct _GstCxrDicomSrc {
   guint max_associations;
   gchar *inbox;
   gboolean debug_phi;
+  guint timeout;
+  guint64 min_free_space;
 
   Queue *queue;                  // created in start(), deleted in stop()
   cxr::dicom::StoreScp *scp;     // idem
@@ -118,6 +128,8 @@ static void gst_cxr_dicom_src_set_property(GObject *object, guint prop_id, const
     case PROP_MAX_ASSOCIATIONS: self->max_associations = g_value_get_uint(value); break;
     case PROP_INBOX: gst_cxr_meta_set_string(&self->inbox, g_value_get_string(value)); break;
     case PROP_DEBUG_PHI: self->debug_phi = g_value_get_boolean(value); break;
+    case PROP_TIMEOUT: self->timeout = g_value_get_uint(value); break;
+    case PROP_MIN_FREE_SPACE: self->min_free_space = g_value_get_uint64(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -134,6 +146,8 @@ static void gst_cxr_dicom_src_get_property(GObject *object, guint prop_id, GValu
     case PROP_INBOX: g_value_set_string(value, self->inbox); break;
     case PROP_DEBUG_PHI: g_value_set_boolean(value, self->debug_phi); break;
     case PROP_RECEIVED: g_value_set_uint64(value, self->received); break;
+    case PROP_TIMEOUT: g_value_set_uint(value, self->timeout); break;
+    case PROP_MIN_FREE_SPACE: g_value_set_uint64(value, self->min_free_space); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -158,6 +172,9 @@ static gboolean gst_cxr_dicom_src_start(GstBaseSrc *src) {
     p.max_associations = static_cast<int>(self->max_associations);
     p.inbox = self->inbox ? self->inbox : "";
     const bool phi = self->debug_phi;
+    p.dimse_timeout_s = static_cast<int>(self->timeout);
+    p.acse_timeout_s = std::min(p.acse_timeout_s, p.dimse_timeout_s);
+    p.min_free_bytes = self->min_free_space;
     GST_OBJECT_UNLOCK(self);
     while (p.inbox.size() > 1 && p.inbox.back() == '/') p.inbox.pop_back();
     if (p.inbox.empty()) throw cxr::InvalidArgument("no inbox folder set");
@@ -361,6 +378,18 @@ static void gst_cxr_dicom_src_class_init(GstCxrDicomSrcClass *klass) {
       gobject_class, PROP_DEBUG_PHI,
       g_param_spec_boolean("debug-phi", "Debug PHI", "Allow patient name, ID and birth date in logs and messages",
                            FALSE, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_TIMEOUT,
+      g_param_spec_uint("timeout", "Timeout",
+                        "Seconds an association may stay silent (between and within messages) before it is "
+                        "disconnected; a new connection has at most 5 s to send its association request",
+                        1, 3600, DEFAULT_TIMEOUT, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_MIN_FREE_SPACE,
+      g_param_spec_uint64("min-free-space", "Min free space",
+                          "Bytes the inbox's file system must keep free; below it C-STOREs are answered 0xA700 "
+                          "(out of resources) and nothing is written (0: no check)",
+                          0, G_MAXUINT64, DEFAULT_MIN_FREE_SPACE, rw));
   g_object_class_install_property(gobject_class, PROP_RECEIVED,
                                   g_param_spec_uint64("received", "Received", "Instances emitted so far", 0,
                                                       G_MAXUINT64, 0,
@@ -384,6 +413,8 @@ static void gst_cxr_dicom_src_init(GstCxrDicomSrc *self) {
   self->port = DEFAULT_PORT;
   self->ae_title = g_strdup(DEFAULT_AE_TITLE);
   self->max_associations = DEFAULT_MAX_ASSOCIATIONS;
+  self->timeout = DEFAULT_TIMEOUT;
+  self->min_free_space = DEFAULT_MIN_FREE_SPACE;
   gst_base_src_set_live(GST_BASE_SRC(self), TRUE);
   gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
   gst_base_src_set_do_timestamp(GST_BASE_SRC(self), TRUE);

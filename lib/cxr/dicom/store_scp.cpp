@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,6 +90,18 @@ class Worker : public DcmBaseSCPPool::DcmBaseSCPWorker, private DcmThreadSCP {
     static std::atomic<unsigned long> counter{0};
     const std::string tmp =
         inbox + "/." + name + "." + std::to_string(::getpid()) + "." + std::to_string(counter++) + kPartialSuffix;
+    if (const uint64_t need = ctx_.params.min_free_bytes; need > 0) {
+      // Too little room: refuse before anything is written. The dataset still arrives (DIMSE
+      // sends it behind the request) and is read into /dev/null.
+      struct statvfs fs {};
+      if (::statvfs(inbox.c_str(), &fs) == 0 && uint64_t(fs.f_bavail) * fs.f_frsize < need) {
+        OFCondition cond = receiveSTORERequest(req, pres.presentationContextID, OFString("/dev/null"));
+        if (cond.bad()) return cond;
+        DCMNET_WARN("inbox: " << uint64_t(fs.f_bavail) * fs.f_frsize << " bytes free, below min-free-space " << need
+                              << "; C-STORE refused");
+        return sendSTOREResponse(pres.presentationContextID, req, STATUS_STORE_Refused_OutOfResources);
+      }
+    }
     OFCondition cond = receiveSTORERequest(req, pres.presentationContextID, OFString(tmp.c_str()));
     if (cond.bad()) {
       // The association is broken; the sender gets no success and will resend.

@@ -4,6 +4,7 @@
 /// place, folder synced) before the sender gets its success response, so an instance the PACS
 /// believes delivered survives a crash. Instances still in the inbox at start are the ones a
 /// previous run received but never finished; the caller re-emits them (leftovers()).
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,7 +21,13 @@ struct ScpParams {
   int max_associations = 4;                  ///< concurrent associations; more are rejected
   std::string inbox;                         ///< folder received instances are written to
   int dimse_timeout_s = 60;                  ///< a stalled sender is dropped after this
-  int acse_timeout_s = 30;
+  /// Time a new connection has to send its association request. DCMTK's listener reads the
+  /// requests one connection at a time, so a connection that never speaks holds back every
+  /// sender behind it for this long: keep it short.
+  int acse_timeout_s = 5;
+  /// C-STOREs are answered 0xA700 (out of resources), their data read and dropped, while the
+  /// inbox's file system has less free space than this; 0 disables the check.
+  uint64_t min_free_bytes = 64ull << 20;
 };
 
 /// The storage SOP classes accepted: CR, DX (presentation and processing), Secondary Capture
