@@ -11,6 +11,9 @@
  * are relative to. The order is deterministic. The classes and their counts are posted as a
  * `cxr-dataset` element message at start and travel downstream as a sticky `cxr-dataset` event.
  *
+ * In a data-parallel training job (`cxr run --nproc N`, or RANK / WORLD_SIZE set as torchrun
+ * sets them) each rank emits its share of every phase, as PyTorch's DistributedSampler draws it.
+ *
  * A file that cannot be read (vanished, unreadable, larger than `max-file-size`) becomes a
  * `cxr-scan-error` event (an error row in cxrresultsink) and a warning; the stream goes on.
  *
@@ -30,6 +33,7 @@
 #include "cxr/data/dataset.hpp"
 #include "cxr/data/sampling.hpp"
 #include "cxr/error.hpp"
+#include "cxr/train/rendezvous.hpp"
 #include "gst/gstcxrevents.h"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
@@ -54,12 +58,16 @@ enum {
   PROP_EPOCHS,
   PROP_SHUFFLE,
   PROP_UNDERSAMPLE,
+  PROP_RANK,
+  PROP_WORLD_SIZE,
 };
 #define DEFAULT_MAX_FILE_SIZE (G_GUINT64_CONSTANT(2) << 30)
 #define DEFAULT_ON_ERROR GST_CXR_ON_ERROR_SKIP
 #define DEFAULT_SEED 42
 #define DEFAULT_EPOCHS 1
 #define DEFAULT_SHUFFLE FALSE
+#define DEFAULT_RANK -1
+#define DEFAULT_WORLD_SIZE 0
 
 struct _GstCxrScanSrc {
   GstPushSrc parent;
@@ -69,6 +77,7 @@ struct _GstCxrScanSrc {
   guint64 max_file_size, seed;
   guint epochs;
   gboolean shuffle;
+  gint rank, world_size;  // -1 / 0: from RANK / WORLD_SIZE in the environment, else 0 / 1
   GstCxrOnError on_error;
 
   // Built in start(), freed in stop().
@@ -116,6 +125,8 @@ static void gst_cxr_scan_src_set_property(GObject *object, guint prop_id, const 
     case PROP_SEED: self->seed = g_value_get_uint64(value); break;
     case PROP_EPOCHS: self->epochs = g_value_get_uint(value); break;
     case PROP_SHUFFLE: self->shuffle = g_value_get_boolean(value); break;
+    case PROP_RANK: self->rank = g_value_get_int(value); break;
+    case PROP_WORLD_SIZE: self->world_size = g_value_get_int(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -140,6 +151,8 @@ static void gst_cxr_scan_src_get_property(GObject *object, guint prop_id, GValue
     case PROP_SEED: g_value_set_uint64(value, self->seed); break;
     case PROP_EPOCHS: g_value_set_uint(value, self->epochs); break;
     case PROP_SHUFFLE: g_value_set_boolean(value, self->shuffle); break;
+    case PROP_RANK: g_value_set_int(value, self->rank); break;
+    case PROP_WORLD_SIZE: g_value_set_int(value, self->world_size); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -184,8 +197,13 @@ static gboolean gst_cxr_scan_src_start(GstBaseSrc *src) {
     const guint64 seed = self->seed;
     const guint epochs = self->epochs;
     const gboolean shuffle = self->shuffle;
+    cxr::train::DistOptions dist;
+    if (self->rank < 0 || self->world_size <= 0) dist = cxr::train::dist_options_from_env();
+    if (self->rank >= 0) dist.rank = self->rank;
+    if (self->world_size > 0) dist.world_size = self->world_size;
     GST_OBJECT_UNLOCK(self);
     if (p.location.empty() && p.labels.empty()) throw cxr::InvalidArgument("no location set");
+    cxr::train::validate(dist);
 
     auto ds = std::make_unique<cxr::data::Dataset>(cxr::data::index_dataset(p));
     cxr::data::undersample(*ds, under, seed);
@@ -195,8 +213,10 @@ static gboolean gst_cxr_scan_src_start(GstBaseSrc *src) {
       sp.seed = seed;
       cxr::data::assign_splits(*ds, sp);
     }
+    // Every rank of a data-parallel job builds the same schedule, then takes its share.
     auto phases = std::make_unique<std::vector<cxr::data::Phase>>(
-        cxr::data::epoch_schedule(*ds, epochs, shuffle, seed));
+        cxr::data::shard_phases(cxr::data::epoch_schedule(*ds, epochs, shuffle, seed),
+                                static_cast<unsigned>(dist.rank), static_cast<unsigned>(dist.world_size)));
     guint64 total = 0;
     for (const auto &ph : *phases) total += ph.order.size();
     delete self->dataset;
@@ -206,8 +226,8 @@ static gboolean gst_cxr_scan_src_start(GstBaseSrc *src) {
     self->phase = self->position = 0;
     self->planned_epochs = epochs;
     self->sent_dataset = self->in_phase = FALSE;
-    GST_INFO_OBJECT(self, "%zu scans, %zu classes, %zu phases", self->dataset->samples.size(),
-                    self->dataset->classes.size(), self->phases->size());
+    GST_INFO_OBJECT(self, "%zu scans, %zu classes, %zu phases (rank %d of %d)", self->dataset->samples.size(),
+                    self->dataset->classes.size(), self->phases->size(), dist.rank, dist.world_size);
     gst_element_post_message(
         GST_ELEMENT(self),
         gst_message_new_element(GST_OBJECT(self), dataset_structure(*self->dataset, total, epochs, GST_CXR_EVENT_DATASET)));
@@ -408,6 +428,21 @@ static void gst_cxr_scan_src_class_init(GstCxrScanSrcClass *klass) {
                            DEFAULT_SHUFFLE,
                            static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
 
+  g_object_class_install_property(
+      gobject_class, PROP_RANK,
+      g_param_spec_int("rank", "Rank",
+                       "This process's rank in a data-parallel job: it emits scans rank, rank+world-size, ... of each "
+                       "phase (train phases padded as PyTorch's DistributedSampler pads them); -1: RANK from the "
+                       "environment, else 0",
+                       -1, G_MAXINT, DEFAULT_RANK,
+                       static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+  g_object_class_install_property(
+      gobject_class, PROP_WORLD_SIZE,
+      g_param_spec_int("world-size", "World size",
+                       "Processes in a data-parallel job; 0: WORLD_SIZE from the environment, else 1 (every scan)", 0,
+                       G_MAXINT, DEFAULT_WORLD_SIZE,
+                       static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
   gst_element_class_set_static_metadata(element_class, "Chest X-ray scan source", "Source/File",
                                         "Emits the scans of a folder, list or CSV index, one buffer per file",
                                         "gst-cxr developers");
@@ -426,5 +461,7 @@ static void gst_cxr_scan_src_init(GstCxrScanSrc *self) {
   self->seed = DEFAULT_SEED;
   self->epochs = DEFAULT_EPOCHS;
   self->shuffle = DEFAULT_SHUFFLE;
+  self->rank = DEFAULT_RANK;
+  self->world_size = DEFAULT_WORLD_SIZE;
   gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_BYTES);
 }

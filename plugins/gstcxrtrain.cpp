@@ -16,6 +16,14 @@
  * which `cxr run` prints), a `cxr-train-done` message at the end (test figures); with
  * `progress=true` the element also prints each line to stderr itself. With `resume`, the epochs already complete in `output-dir` are skipped.
  *
+ * Data-parallel training on PyTorch's distributed engine (c10d: a TCPStore and Gloo): run the
+ * pipeline once per rank with torchrun's RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (or
+ * `cxr run --nproc N FILE.toml` on one host). cxrscansrc gives each rank its share of every phase;
+ * the ranks start from rank 0's weights, average their gradients every step, and gather their val
+ * and test predictions, so metrics and the best epoch are those of one process with the global
+ * batch (`batch-size` is per rank); with `sync-batchnorm=true` the BatchNorm statistics are too.
+ * Rank 0 writes `output-dir`.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 cxrscansrc location=data/samples/pneumonia split=0.7,0.15,0.15 epochs=5 ! cxrdecode ! cxrequalize ! cxrblur ! cxrresize size=64 mode=stretch ! cxraugment ! cxrtrain model=mobilenet_v3_large output-dir=run/ batch-size=8
@@ -35,6 +43,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/card.hpp"
+#include "cxr/train/rendezvous.hpp"
 #include "cxr/train/trainer.hpp"
 #include "cxr/runtime/cpu.hpp"
 #include "gst/gstcxrbridge.hpp"
@@ -72,6 +81,12 @@ enum {
   PROP_MEAN,
   PROP_STD,
   PROP_PROGRESS,
+  PROP_RANK,
+  PROP_WORLD_SIZE,
+  PROP_MASTER_ADDR,
+  PROP_MASTER_PORT,
+  PROP_DIST_TIMEOUT,
+  PROP_SYNC_BATCHNORM,
 };
 #define DEFAULT_OUTPUT_DIR "run"
 #define DEFAULT_BATCH_SIZE 32
@@ -89,6 +104,11 @@ enum {
 #define DEFAULT_THREADS 0
 #define DEFAULT_EPOCHS 0
 #define DEFAULT_PROGRESS FALSE
+#define DEFAULT_RANK -1
+#define DEFAULT_WORLD_SIZE 0
+#define DEFAULT_MASTER_PORT 0
+#define DEFAULT_DIST_TIMEOUT 0.0
+#define DEFAULT_SYNC_BATCHNORM FALSE
 
 #define CXR_GRAY_CAPS GST_VIDEO_CAPS_MAKE("{ GRAY8, GRAY16_LE }")
 
@@ -158,6 +178,10 @@ struct _GstCxrTrain {
   gchar* mean;
   gchar* std;
   gboolean progress;
+  gint rank, world_size, master_port;  // -1 / 0 / 0: from the environment (torchrun's variables)
+  gchar* master_addr;
+  gdouble dist_timeout;
+  gboolean sync_batchnorm;
 
   TrainState* state;
 };
@@ -197,6 +221,12 @@ static void gst_cxr_train_set_property(GObject* object, guint prop_id, const GVa
     case PROP_MEAN: gst_cxr_meta_set_string(&self->mean, g_value_get_string(value)); break;
     case PROP_STD: gst_cxr_meta_set_string(&self->std, g_value_get_string(value)); break;
     case PROP_PROGRESS: self->progress = g_value_get_boolean(value); break;
+    case PROP_RANK: self->rank = g_value_get_int(value); break;
+    case PROP_WORLD_SIZE: self->world_size = g_value_get_int(value); break;
+    case PROP_MASTER_ADDR: gst_cxr_meta_set_string(&self->master_addr, g_value_get_string(value)); break;
+    case PROP_MASTER_PORT: self->master_port = g_value_get_int(value); break;
+    case PROP_DIST_TIMEOUT: self->dist_timeout = g_value_get_double(value); break;
+    case PROP_SYNC_BATCHNORM: self->sync_batchnorm = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -231,6 +261,12 @@ static void gst_cxr_train_get_property(GObject* object, guint prop_id, GValue* v
     case PROP_MEAN: g_value_set_string(value, self->mean); break;
     case PROP_STD: g_value_set_string(value, self->std); break;
     case PROP_PROGRESS: g_value_set_boolean(value, self->progress); break;
+    case PROP_RANK: g_value_set_int(value, self->rank); break;
+    case PROP_WORLD_SIZE: g_value_set_int(value, self->world_size); break;
+    case PROP_MASTER_ADDR: g_value_set_string(value, self->master_addr); break;
+    case PROP_MASTER_PORT: g_value_set_int(value, self->master_port); break;
+    case PROP_DIST_TIMEOUT: g_value_set_double(value, self->dist_timeout); break;
+    case PROP_SYNC_BATCHNORM: g_value_set_boolean(value, self->sync_batchnorm); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
   GST_OBJECT_UNLOCK(self);
@@ -263,7 +299,23 @@ static void read_settings(GstCxrTrain* self, TrainState& st) {
   st.epochs_property = static_cast<int>(self->epochs);
   st.progress = self->progress;
   st.loss = str_or(self->loss, DEFAULT_LOSS);
+  const int rank = self->rank, world_size = self->world_size, master_port = self->master_port;
+  const std::string master_addr = str_or(self->master_addr);
+  const double dist_timeout = self->dist_timeout;
+  c.sync_batchnorm = self->sync_batchnorm;
   GST_OBJECT_UNLOCK(self);
+
+  // torchrun's environment, with the properties over it.
+  c.dist = cxr::train::dist_options_from_env();
+  if (rank >= 0) c.dist.rank = rank;
+  if (world_size > 0) c.dist.world_size = world_size;
+  if (!master_addr.empty()) c.dist.master_addr = master_addr;
+  if (master_port > 0) c.dist.master_port = master_port;
+  if (dist_timeout > 0) c.dist.timeout_seconds = dist_timeout;
+  cxr::train::validate(c.dist);
+  if (c.dist.distributed() && !cxr::train::distributed_available())
+    throw cxr::InvalidArgument("world size " + std::to_string(c.dist.world_size) +
+                               ": this build has no distributed training (LibTorch's c10d with Gloo)");
 
   if (model.empty()) throw cxr::InvalidArgument("model is not set (a model card, or an architecture name)");
   c.optimizer = cxr::train::optimizer_from_string(optimizer);
@@ -445,6 +497,8 @@ static gboolean gst_cxr_train_event(GstBaseSink* sink, GstEvent* event) {
       gst_structure_get_uint(s, "epoch", &epoch);
       const gchar* split = gst_structure_get_string(s, "split");
       const gchar* state = gst_structure_get_string(s, "state");
+      if (st.trainer && state && g_str_equal(state, "start"))
+        st.trainer->begin_phase(phase_of(gst_cxr_split_from_string(split)), static_cast<int>(epoch));
       if (st.trainer && state && g_str_equal(state, "end"))
         st.trainer->end_phase(phase_of(gst_cxr_split_from_string(split)), static_cast<int>(epoch));
       return TRUE;
@@ -509,7 +563,7 @@ static GstFlowReturn gst_cxr_train_render(GstBaseSink* sink, GstBuffer* buffer) 
 static void gst_cxr_train_finalize(GObject* object) {
   GstCxrTrain* self = GST_CXR_TRAIN(object);
   for (gchar** s : {&self->model, &self->pretrained, &self->output_dir, &self->optimizer, &self->scheduler, &self->loss,
-                    &self->pos_weight, &self->class_weights, &self->device, &self->input_size, &self->mean, &self->std})
+                    &self->pos_weight, &self->class_weights, &self->device, &self->input_size, &self->mean, &self->std, &self->master_addr})
     g_free(*s);
   delete self->state;
   G_OBJECT_CLASS(gst_cxr_train_parent_class)->finalize(object);
@@ -573,6 +627,28 @@ static void gst_cxr_train_class_init(GstCxrTrainClass* klass) {
   str(PROP_MEAN, "mean", "Normalisation mean of pixel / max (one value or one per channel; default: the card's)", nullptr);
   str(PROP_STD, "std", "Normalisation std (one value or one per channel; default: the card's)", nullptr);
   boolean(PROP_PROGRESS, "progress", "Also print each epoch's line to stderr (the cxr-epoch bus message carries it; cxr run prints it)", DEFAULT_PROGRESS);
+  auto integer = [&](guint id, const char* name, const char* blurb, gint lo, gint hi, gint def) {
+    g_object_class_install_property(gobject_class, id, g_param_spec_int(name, name, blurb, lo, hi, def, rw));
+  };
+  integer(PROP_RANK, "rank",
+          "This process's rank in a data-parallel job (rank 0 hosts the store and writes output-dir); -1: RANK from "
+          "the environment, else 0",
+          -1, G_MAXINT, DEFAULT_RANK);
+  integer(PROP_WORLD_SIZE, "world-size",
+          "Processes in a data-parallel job (gradients averaged every step over c10d/Gloo); 0: WORLD_SIZE from the "
+          "environment, else 1",
+          0, G_MAXINT, DEFAULT_WORLD_SIZE);
+  str(PROP_MASTER_ADDR, "master-addr", "Rank 0's host, where its TCPStore listens (unset: MASTER_ADDR, else 127.0.0.1)",
+      nullptr);
+  integer(PROP_MASTER_PORT, "master-port", "The TCPStore's port (0: MASTER_PORT, else 29500)", 0, 65535,
+          DEFAULT_MASTER_PORT);
+  dbl(PROP_DIST_TIMEOUT, "dist-timeout",
+      "Seconds to wait for the other ranks at the rendezvous and in every collective; a rank that dies or hangs ends "
+      "the job with an error naming it within this time (0: CXR_DIST_TIMEOUT, else 300)",
+      0, G_MAXDOUBLE, DEFAULT_DIST_TIMEOUT);
+  boolean(PROP_SYNC_BATCHNORM, "sync-batchnorm",
+          "BatchNorm statistics over the global batch of every step, as torch.nn.SyncBatchNorm (data-parallel jobs)",
+          DEFAULT_SYNC_BATCHNORM);
 
   gst_element_class_set_static_metadata(element_class, "Chest X-ray trainer", "Sink/Analyzer",
                                         "Trains a classifier from a stream of labelled scans; writes a run directory",
@@ -604,5 +680,10 @@ static void gst_cxr_train_init(GstCxrTrain* self) {
   self->threads = DEFAULT_THREADS;
   self->epochs = DEFAULT_EPOCHS;
   self->progress = DEFAULT_PROGRESS;
+  self->rank = DEFAULT_RANK;
+  self->world_size = DEFAULT_WORLD_SIZE;
+  self->master_port = DEFAULT_MASTER_PORT;
+  self->dist_timeout = DEFAULT_DIST_TIMEOUT;
+  self->sync_batchnorm = DEFAULT_SYNC_BATCHNORM;
   gst_base_sink_set_sync(GST_BASE_SINK(self), FALSE);
 }

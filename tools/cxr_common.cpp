@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace cxrtool {
@@ -118,7 +119,10 @@ RunStats run_pipeline(GstElement* pipeline, bool progress) {
           if (gst_structure_get_uint64(s, "total", &t)) total = t;
         } else if (gst_structure_has_name(s, "cxr-epoch") || gst_structure_has_name(s, "cxr-train-done")) {
           // cxrtrain's lines: one per epoch, and the test pass.
-          if (const gchar* line = gst_structure_get_string(s, "line")) {
+          // In a data-parallel job every rank has the same lines: rank 0 prints them.
+          const gchar* rank = std::getenv("RANK");
+          const gchar* line = gst_structure_get_string(s, "line");
+          if (line && !(rank && *rank && std::strcmp(rank, "0") != 0)) {
             if (progress) std::fprintf(stderr, "\r%80s\r", "");
             std::fprintf(stderr, "%s\n", line);
           }

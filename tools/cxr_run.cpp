@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxr run: a pipeline TOML, checked against the registry, run to the end with a summary.
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cxr/error.hpp"
 #include "cxr_common.hpp"
+#include "cxr_nproc.hpp"
 #include "cxr_pipeline.hpp"
 
 const char* cxr_help_run =
     "run a pipeline TOML (checked first; progress bar and summary)\n"
-    "usage: cxr run FILE.toml [--set NAME=VALUE ...] [--progress | --no-progress]\n"
+    "usage: cxr run FILE.toml [--set NAME=VALUE ...] [--progress | --no-progress] [--nproc N]\n"
     "  Every element, property and value is checked against the GStreamer registry before the\n"
     "  pipeline starts; errors name FILE:LINE and the valid choices. The pipeline that runs is\n"
     "  exactly the one `cxr explain FILE.toml` prints.\n"
@@ -17,13 +19,46 @@ const char* cxr_help_run =
     "  -s, --set NAME=VALUE   set a variable used as ${NAME} in the file (overrides [variables])\n"
     "  --progress             progress bar on stderr (default: when stderr is a terminal)\n"
     "  --no-progress, -q      no progress bar\n"
+    "  --nproc N              N local ranks of a data-parallel training job (c10d/Gloo on 127.0.0.1, as\n"
+    "                         torchrun --nproc-per-node N): each runs the pipeline with RANK, WORLD_SIZE,\n"
+    "                         LOCAL_RANK, MASTER_ADDR, MASTER_PORT set; cxrscansrc shards the scans and\n"
+    "                         cxrtrain averages gradients. Several hosts: run `cxr run FILE.toml` on each\n"
+    "                         with those variables set (README). Fails when any rank fails.\n"
     "Prints one summary line on stdout: 'cxr run: ok: N scans, E errors, S s, R scans/s; output: ...'.\n"
     "Exit status: 0 finished, 1 the pipeline failed while running, 2 usage or configuration error.";
+
+// Takes --nproc N / --nproc=N out of argv; 1 when absent.
+static int take_nproc(int& argc, char** argv) {
+  int nproc = 1;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    std::string value;
+    if (s == "--nproc") {
+      if (i + 1 >= argc) throw cxr::InvalidArgument("--nproc: missing N");
+      value = argv[++i];
+    } else if (s.rfind("--nproc=", 0) == 0) {
+      value = s.substr(8);
+    } else {
+      argv[out++] = argv[i];
+      continue;
+    }
+    char* end = nullptr;
+    const long n = std::strtol(value.c_str(), &end, 10);
+    if (value.empty() || *end || n < 1 || n > 1024) throw cxr::InvalidArgument("--nproc: '" + value + "' is not a number of processes (1..1024)");
+    nproc = static_cast<int>(n);
+  }
+  argc = out;
+  argv[argc] = nullptr;
+  return nproc;
+}
 
 int cxr_cmd_run(int argc, char** argv) {
   cxrtool::PipelineArgs args;
   GstElement* pipeline = nullptr;
+  int nproc = 1;
   try {
+    nproc = take_nproc(argc, argv);
     args = cxrtool::parse_pipeline_args(argc, argv);
     if (!args.rest.empty()) throw cxr::InvalidArgument("unknown option '" + args.rest[0] + "'");
     if (args.file.empty()) {
@@ -32,7 +67,12 @@ int cxr_cmd_run(int argc, char** argv) {
     }
     const cxr::config::Pipeline p = cxr::config::load_pipeline(args.file, args.set);
     cxrtool::init_gstreamer(nullptr, nullptr);
+    // Checked once here, so that a configuration error is reported once, before any rank starts.
     pipeline = cxrtool::build_pipeline(p);
+    if (nproc > 1) {
+      gst_object_unref(pipeline);
+      return cxrtool::run_ranks(nproc, argc, argv);
+    }
   } catch (const cxr::Error& e) {
     std::fprintf(stderr, "cxr run: %s\n", e.what());
     return cxrtool::kExitUsage;

@@ -94,7 +94,7 @@ std::vector<std::string> our_layout(ClassifierImpl& net) {
   std::vector<std::string> lines;
   for (const auto& item : state_dict(net)) lines.push_back(item.key() + " " + shape(item.value()));
   for (const auto& m : net.named_modules("", false)) {
-    if (auto* bn = m.value()->as<torch::nn::BatchNorm2dImpl>()) {
+    if (auto* bn = m.value()->as<cxr::models::BatchNorm2dImpl>()) {
       lines.push_back("bn " + m.key() + " " + pyfloat(bn->options.eps()) + " " +
                       pyfloat(bn->options.momentum().value()));
     }
@@ -107,7 +107,7 @@ std::vector<std::string> our_layout(ClassifierImpl& net) {
 void randomise_bn(ClassifierImpl& net) {
   torch::NoGradGuard no_grad;
   for (const auto& m : net.modules(false)) {
-    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+    if (auto* bn = m->as<cxr::models::BatchNorm2dImpl>()) {
       bn->running_mean.normal_(0.0, 0.1);
       bn->running_var.uniform_(0.5, 2.0);
       bn->weight.uniform_(0.5, 1.5);

@@ -185,4 +185,21 @@ std::vector<Phase> epoch_schedule(const Dataset& ds, unsigned epochs, bool shuff
   return phases;
 }
 
+std::vector<Phase> shard_phases(std::vector<Phase> phases, unsigned rank, unsigned world) {
+  if (world == 0 || rank >= world)
+    throw InvalidArgument("rank " + std::to_string(rank) + " is outside a world of " + std::to_string(world));
+  if (world == 1) return phases;
+  for (auto& ph : phases) {
+    std::vector<size_t> order = std::move(ph.order);
+    if (ph.split == Split::Train && !order.empty()) {
+      const size_t n = order.size();
+      const size_t padded = (n + world - 1) / world * world;
+      for (size_t i = n; i < padded; ++i) order.push_back(order[(i - n) % n]);
+    }
+    ph.order.clear();
+    for (size_t i = rank; i < order.size(); i += world) ph.order.push_back(order[i]);
+  }
+  return phases;
+}
+
 }  // namespace cxr::data

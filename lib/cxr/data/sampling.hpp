@@ -46,4 +46,13 @@ struct Phase {
 /// splits, every scan each epoch (reshuffled when shuffle). Empty phases are left out.
 std::vector<Phase> epoch_schedule(const Dataset& ds, unsigned epochs, bool shuffle, uint64_t seed);
 
+/// Rank `rank`'s share of every phase in a data-parallel job of `world` processes, as PyTorch's
+/// DistributedSampler takes it: every rank holds the same (seeded) order; a train phase is padded
+/// to a multiple of `world` by repeating its first scans, so that every rank runs the same number
+/// of steps; rank r takes the items r, r+world, r+2*world, ... Other phases are not padded (their
+/// predictions are gathered, and a repeat would count twice). A phase whose share is empty stays,
+/// so that every rank goes through the same phases. world 1 returns `phases` unchanged. Throws
+/// cxr::InvalidArgument for rank >= world or world 0.
+std::vector<Phase> shard_phases(std::vector<Phase> phases, unsigned rank, unsigned world);
+
 }  // namespace cxr::data

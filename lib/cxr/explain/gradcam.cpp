@@ -49,7 +49,7 @@ Split split_resnet(ClassifierImpl& model, const torch::Tensor& x, int k) {
     torch::NoGradGuard no_grad;
     y = children["conv1"]->as<torch::nn::Conv2dImpl>()->forward(x);
     // A folded stem has its BatchNorm inside conv1 already.
-    if (!model.folded()) y = children["bn1"]->as<torch::nn::BatchNorm2dImpl>()->forward(y);
+    if (!model.folded()) y = children["bn1"]->as<models::BatchNorm2dImpl>()->forward(y);
     y = torch::max_pool2d(torch::relu(y), 3, 2, 1);
     for (int i = 1; i <= k; ++i) y = children["layer" + std::to_string(i)]->as<torch::nn::SequentialImpl>()->forward(y);
   }

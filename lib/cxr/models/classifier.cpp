@@ -131,7 +131,7 @@ ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, int64_t kernel, int64_
                                                     .padding(padding)
                                                     .groups(groups)
                                                     .bias(false)));
-  bn = register_module("1", torch::nn::BatchNorm2d(
+  bn = register_module("1", BatchNorm2d(
                                 torch::nn::BatchNorm2dOptions(out).eps(norm.eps).momentum(norm.momentum)));
   if (act != Act::None) register_module("2", Activation(act));
 }
@@ -171,7 +171,7 @@ torch::Tensor SqueezeExcitationImpl::forward(torch::Tensor x) {
   return x * s;
 }
 
-void fold_conv_bn(torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
+void fold_conv_bn(torch::nn::Conv2dImpl& conv, const BatchNorm2dImpl& bn) {
   torch::NoGradGuard no_grad;
   // Double precision for the scale so that folding adds no error beyond the final fp32 rounding.
   const auto var = bn.running_var.to(torch::kDouble);
@@ -200,7 +200,7 @@ void init_conv_bn(torch::nn::Module& module) {
     if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
       torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
       if (c->bias.defined()) torch::nn::init::zeros_(c->bias);
-    } else if (auto* b = m->as<torch::nn::BatchNorm2dImpl>()) {
+    } else if (auto* b = m->as<BatchNorm2dImpl>()) {
       torch::nn::init::ones_(b->weight);
       torch::nn::init::zeros_(b->bias);
     }

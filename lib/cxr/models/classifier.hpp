@@ -11,6 +11,8 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/pooling.h>
 
+#include "cxr/models/batchnorm.hpp"
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -146,7 +148,7 @@ class ConvNormActImpl : public torch::nn::Module, public Foldable {
   void fold() override;
 
   torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
+  BatchNorm2d bn{nullptr};
 
  private:
   Act act_;
@@ -170,7 +172,7 @@ TORCH_MODULE(SqueezeExcitation);
 
 /// Folds `bn` (eval statistics) into `conv`'s weight and bias, in place. The conv's bias tensor is
 /// created when it had none.
-void fold_conv_bn(torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn);
+void fold_conv_bn(torch::nn::Conv2dImpl& conv, const BatchNorm2dImpl& bn);
 
 /// A convolution with its weights reordered for oneDNN (ClassifierImpl::set_onednn()). Takes
 /// and returns oneDNN ("mkldnn") tensors; the dense module is left as it was.

@@ -19,10 +19,10 @@ torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
 
 BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride) {
   conv1 = register_module("conv1", conv3x3(inplanes, planes, stride));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", BatchNorm2d(planes));
   register_module("relu", torch::nn::ReLU(torch::nn::ReLUOptions(true)));
   conv2 = register_module("conv2", conv3x3(planes, planes, 1));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", BatchNorm2d(planes));
   if (stride != 1 || inplanes != planes) {
     downsample = register_module("downsample", ConvNormAct(inplanes, planes, 1, stride, 1, Act::None, NormOptions{}, 0));
   }
@@ -78,7 +78,7 @@ void BasicBlockImpl::fold() {
 
 ResNet34Impl::ResNet34Impl(int64_t num_classes) : ClassifierImpl("ResNet34") {
   conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
+  bn1 = register_module("bn1", BatchNorm2d(64));
   register_module("relu", torch::nn::ReLU(torch::nn::ReLUOptions(true)));
   register_module("maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
   int64_t inplanes = 64;

@@ -29,7 +29,7 @@ class BasicBlockImpl : public torch::nn::Module, public Foldable {
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   ConvNormAct downsample{nullptr};
   bool folded_ = false;
   std::optional<OneDnnConv> packed1_, packed2_, packed_down_;
@@ -62,7 +62,7 @@ class ResNet34Impl : public ClassifierImpl, public Foldable {
 
  private:
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   torch::nn::Linear fc{nullptr};
   bool stem_folded_ = false;

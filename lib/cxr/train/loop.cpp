@@ -28,7 +28,8 @@ torch::Tensor probabilities(const torch::Tensor& logits, bool multilabel) {
 }
 
 StepResult train_step(models::ClassifierImpl& model, torch::optim::Optimizer& optimizer, const torch::Tensor& inputs,
-                      const torch::Tensor& targets, const LossSpec& loss) {
+                      const torch::Tensor& targets, const LossSpec& loss,
+                      const std::function<void()>& before_step) {
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   model.train();
@@ -39,12 +40,14 @@ StepResult train_step(models::ClassifierImpl& model, torch::optim::Optimizer& op
   const auto t1 = clock::now();
   l.backward();
   const auto t2 = clock::now();
+  if (before_step) before_step();
+  const auto t2b = clock::now();
   optimizer.step();
   StepResult r{l.item<double>(), logits.detach()};
   const auto t3 = clock::now();
   r.forward_seconds = seconds(t0, t1);
   r.backward_seconds = seconds(t1, t2);
-  r.optimizer_seconds = seconds(t2, t3);
+  r.optimizer_seconds = seconds(t2b, t3);
   return r;
 }
 

@@ -6,6 +6,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include <functional>
 #include <optional>
 
 namespace cxr::models {
@@ -37,9 +38,11 @@ struct StepResult {
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
 };
 
-/// model.train(), zero_grad, forward, loss, backward, optimizer.step().
+/// model.train(), zero_grad, forward, loss, backward, `before_step` (when set: a data-parallel
+/// run averages the gradients there), optimizer.step().
 StepResult train_step(models::ClassifierImpl& model, torch::optim::Optimizer& optimizer, const torch::Tensor& inputs,
-                      const torch::Tensor& targets, const LossSpec& loss);
+                      const torch::Tensor& targets, const LossSpec& loss,
+                      const std::function<void()>& before_step = {});
 
 /// model.eval() and NoGradGuard: logits of a batch, and its mean loss when targets are given.
 struct EvalResult {

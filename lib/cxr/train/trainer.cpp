@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <sstream>
@@ -19,8 +20,10 @@
 #include "cxr/models/allocator.hpp"
 #include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/train/distributed.hpp"
 #include "cxr/train/loop.hpp"
 #include "cxr/train/run_files.hpp"
+#include "cxr/train/sync_batchnorm.hpp"
 #include "cxr/util/json.hpp"
 
 namespace cxr::train {
@@ -100,6 +103,83 @@ struct PhaseAccumulator {
   void clear() { *this = PhaseAccumulator(); }
 };
 
+// A phase's accumulator as bytes, for gathering the ranks' shares of a phase.
+class Packer {
+ public:
+  template <class T>
+  void put(const T& v) {
+    s_.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  template <class T>
+  void put_vector(const std::vector<T>& v) {
+    put(static_cast<uint64_t>(v.size()));
+    s_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  }
+  const std::string& str() const { return s_; }
+
+ private:
+  std::string s_;
+};
+
+class Unpacker {
+ public:
+  explicit Unpacker(const std::string& s) : s_(s) {}
+  template <class T>
+  T get() {
+    T v;
+    need(sizeof v);
+    std::memcpy(&v, s_.data() + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  template <class T>
+  std::vector<T> get_vector() {
+    const uint64_t n = get<uint64_t>();
+    if (n > (s_.size() - at_) / sizeof(T)) throw IoError("a rank sent a malformed phase record");
+    std::vector<T> v(static_cast<size_t>(n));
+    std::memcpy(v.data(), s_.data() + at_, static_cast<size_t>(n) * sizeof(T));
+    at_ += static_cast<size_t>(n) * sizeof(T);
+    return v;
+  }
+
+ private:
+  void need(size_t n) const {
+    if (s_.size() - at_ < n) throw IoError("a rank sent a truncated phase record");
+  }
+  const std::string& s_;
+  size_t at_ = 0;
+};
+
+std::string pack(const PhaseAccumulator& a) {
+  Packer p;
+  p.put(a.loss_sum);
+  p.put(a.n);
+  p.put_vector(a.truth);
+  p.put_vector(a.truth_multi);
+  p.put_vector(a.probs);
+  p.put_vector(a.indices);
+  p.put(static_cast<uint64_t>(a.paths.size()));
+  for (const auto& path : a.paths) p.put_vector(std::vector<char>(path.begin(), path.end()));
+  return p.str();
+}
+
+PhaseAccumulator unpack(const std::string& bytes) {
+  Unpacker u(bytes);
+  PhaseAccumulator a;
+  a.loss_sum = u.get<double>();
+  a.n = u.get<int64_t>();
+  a.truth = u.get_vector<int>();
+  a.truth_multi = u.get_vector<uint8_t>();
+  a.probs = u.get_vector<float>();
+  a.indices = u.get_vector<uint64_t>();
+  const uint64_t paths = u.get<uint64_t>();
+  for (uint64_t i = 0; i < paths; ++i) {
+    const auto c = u.get_vector<char>();
+    a.paths.emplace_back(c.begin(), c.end());
+  }
+  return a;
+}
+
 }  // namespace
 
 std::string epoch_line(const EpochRow& row, int epochs) {
@@ -136,6 +216,7 @@ std::string EpochRow::json() const {
   JsonObject t;
   t.add("input", profile.input).add("forward", profile.forward).add("backward", profile.backward)
       .add("optimizer", profile.optimizer).add("waiting", profile.waiting);
+  if (profile.allreduce > 0) t.add("allreduce", profile.allreduce);
   o.add("train_seconds", train_seconds).add_raw("train_profile", t.str());
   const metrics::Report& shown = has_val ? val : train;
   if (shown.multilabel) {
@@ -189,6 +270,9 @@ struct Trainer::Impl {
   uint64_t errors = 0;
   bool finished = false;
   double train_seconds = 0;
+  std::unique_ptr<Communicator> comm;  // set in a data-parallel run
+
+  bool primary() const { return !comm || comm->rank() == 0; }
 
   std::string file(const char* name) const { return (fs::path(cfg.output_dir) / name).string(); }
 
@@ -207,6 +291,11 @@ struct Trainer::Impl {
   void close_phase();
   void close_epoch(bool has_val, const metrics::Report& val);
   void run_batch();
+  void average_gradients();
+  void empty_step();
+  void align_steps();
+  void gather_phase();
+  void connect();
   metrics::Report report() const;
   void write_card();
   void write_state(const models::StateDict& dict, const char* name);
@@ -223,6 +312,9 @@ void Trainer::Impl::build(Trainer&) {
   nc = static_cast<int>(cfg.classes.size());
   multilabel = cfg.task == models::Task::Multilabel;
   if (cfg.name.empty()) cfg.name = cfg.architecture;
+  validate(cfg.dist);
+  // One GPU per rank on a host, as torchrun's LOCAL_RANK says.
+  if (cfg.dist.distributed() && cfg.device == "cuda") cfg.device = "cuda:" + std::to_string(cfg.dist.local_rank);
   device = cxr::models::resolve_device(cfg.device);
   cxr::models::set_compute_threads(cfg.threads);
   cxr::models::use_caching_cpu_allocator();
@@ -279,6 +371,96 @@ void Trainer::Impl::build(Trainer&) {
   }
   if (cfg.fixed_size) allocate_batch();
   if (cfg.resume && fs::exists(file("last.opt.pt"))) restore();
+  if (cfg.dist.distributed()) connect();
+}
+
+void Trainer::Impl::connect() {
+  comm = Communicator::connect(cfg.dist);
+  // Every rank resumes from the same epoch, or none does: the ranks must share output-dir.
+  const auto states = comm->allgather(std::to_string(done));
+  for (size_t r = 0; r < states.size(); ++r)
+    if (states[r] != states[0])
+      throw InvalidArgument("rank " + std::to_string(r) + " finds " + states[r] + " complete epochs in " + cfg.output_dir +
+                            " but rank 0 finds " + states[0] + ": every rank must see rank 0's run directory to resume");
+  // Rank 0's weights and buffers everywhere, as DistributedDataParallel's constructor does.
+  std::vector<torch::Tensor> state;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) state.push_back(p.data());
+    for (auto& b : model->buffers()) state.push_back(b);
+    comm->broadcast(state, 0);
+  }
+  if (cfg.sync_batchnorm) sync_batchnorms(*model, comm.get());
+}
+
+void Trainer::Impl::average_gradients() {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model->parameters()) {
+    if (!p.requires_grad()) continue;
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  comm->allreduce_sum(grads);
+  const double w = static_cast<double>(comm->world_size());
+  for (auto& g : grads) g.div_(w);
+  profile.allreduce += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A step with no scans of this rank's own, for a rank whose share ran short (scans that failed
+// to decode): it joins the other ranks' collectives (SyncBatchNorm's and the gradients') with a
+// zero contribution and takes the same averaged optimizer step, so the weights stay equal.
+void Trainer::Impl::empty_step() {
+  model->train();
+  optimizer->zero_grad();
+  if (!cfg.sync_batchnorm) {
+    std::vector<torch::Tensor> buffers = model->buffers();
+    comm->broadcast(buffers, 0);
+  }
+  torch::Tensor inputs = batch.narrow(0, 0, 0).to(device);
+  torch::Tensor logits = model->forward(inputs);
+  (logits.sum() * 0).backward();
+  average_gradients();
+  optimizer->step();
+  ++steps;
+}
+
+// Every rank ends a train phase after the same number of steps.
+void Trainer::Impl::align_steps() {
+  int64_t most = steps;
+  for (const auto& s : comm->allgather(std::to_string(steps))) most = std::max<int64_t>(most, std::stoll(s));
+  while (steps < most) empty_step();
+}
+
+// The phase's scans of every rank, merged on every rank in the order one process would see
+// them: the source gives rank r the scans r, r+W, r+2W, ... of a phase.
+void Trainer::Impl::gather_phase() {
+  const auto parts = comm->allgather(pack(acc));
+  std::vector<PhaseAccumulator> shares;
+  size_t most = 0;
+  for (const auto& p : parts) {
+    shares.push_back(unpack(p));
+    most = std::max(most, static_cast<size_t>(shares.back().n));
+  }
+  PhaseAccumulator all;
+  const size_t truth_width = multilabel ? static_cast<size_t>(nc) : 1;
+  for (size_t k = 0; k < most; ++k) {
+    for (auto& a : shares) {
+      if (k >= static_cast<size_t>(a.n)) continue;
+      all.n++;
+      all.probs.insert(all.probs.end(), a.probs.begin() + static_cast<ptrdiff_t>(k * nc),
+                       a.probs.begin() + static_cast<ptrdiff_t>((k + 1) * nc));
+      if (multilabel)
+        all.truth_multi.insert(all.truth_multi.end(), a.truth_multi.begin() + static_cast<ptrdiff_t>(k * truth_width),
+                               a.truth_multi.begin() + static_cast<ptrdiff_t>((k + 1) * truth_width));
+      else
+        all.truth.push_back(a.truth[k]);
+      if (k < a.paths.size()) all.paths.push_back(a.paths[k]);
+      if (k < a.indices.size()) all.indices.push_back(a.indices[k]);
+    }
+  }
+  for (const auto& a : shares) all.loss_sum += a.loss_sum;
+  acc = std::move(all);
 }
 
 void Trainer::Impl::restore() {
@@ -339,7 +521,17 @@ void Trainer::Impl::run_batch() {
   torch::Tensor logits;
   double l = 0;
   if (phase == Phase::Train) {
-    StepResult r = train_step(*model, *optimizer, inputs, targets, loss);
+    // DistributedDataParallel's broadcast_buffers: BatchNorm's running statistics follow rank 0
+    // (with SyncBatchNorm they are equal on every rank already).
+    if (comm && !cfg.sync_batchnorm) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<torch::Tensor> buffers = model->buffers();
+      comm->broadcast(buffers, 0);
+      profile.allreduce += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    std::function<void()> before_step;
+    if (comm) before_step = [this] { average_gradients(); };
+    StepResult r = train_step(*model, *optimizer, inputs, targets, loss, before_step);
     profile.forward += r.forward_seconds;
     profile.backward += r.backward_seconds;
     profile.optimizer += r.optimizer_seconds;
@@ -396,13 +588,17 @@ void Trainer::Impl::begin(Phase p, int e) {
 void Trainer::Impl::close_phase() {
   if (phase == Phase::None) return;
   run_batch();
+  if (comm) {
+    if (phase == Phase::Train) align_steps();
+    gather_phase();
+  }
   if (phase == Phase::Train) {
     pending = true;
     pending_epoch = epoch;
     pending_train = report();
     pending_train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     profile.waiting = std::max(0.0, pending_train_seconds - profile.input - profile.forward - profile.backward -
-                                        profile.optimizer);
+                                        profile.optimizer - profile.allreduce);
   } else if (phase == Phase::Val) {
     if (pending && pending_epoch == epoch) close_epoch(acc.n > 0, report());
   } else if (phase == Phase::Test) {
@@ -429,12 +625,13 @@ void Trainer::Impl::close_phase() {
       for (int c = 0; c < nc; ++c) csv << "," << json_number(p[c]);
       csv << "\n";
     }
-    write_file_atomic(file("test_predictions.csv"), csv.str());
+    if (primary()) write_file_atomic(file("test_predictions.csv"), csv.str());
   }
   phase = Phase::None;
 }
 
 void Trainer::Impl::write_state(const models::StateDict& dict, const char* name) {
+  if (!primary()) return;
   const std::string path = file(name);
   const std::string tmp = path + ".part";
   models::write_state_dict(dict, tmp);
@@ -442,6 +639,7 @@ void Trainer::Impl::write_state(const models::StateDict& dict, const char* name)
 }
 
 void Trainer::Impl::write_card() {
+  if (!primary()) return;
   models::ModelCard card;
   card.name = cfg.name;
   card.architecture = cfg.architecture;
@@ -458,6 +656,7 @@ void Trainer::Impl::write_card() {
 }
 
 void Trainer::Impl::write_resume_archive() {
+  if (!primary()) return;
   torch::serialize::OutputArchive ar;
   model->save(ar);
   optimizer->save(ar);
@@ -509,7 +708,7 @@ void Trainer::Impl::close_epoch(bool has_val, const metrics::Report& val) {
   metric_lines.push_back(row.json());
   std::string text;
   for (const auto& l : metric_lines) text += l + "\n";
-  write_file_atomic(file("metrics.jsonl"), text);
+  if (primary()) write_file_atomic(file("metrics.jsonl"), text);
   done = row.epoch + 1;
   write_resume_archive();
   history.push_back(row);
@@ -517,6 +716,7 @@ void Trainer::Impl::close_epoch(bool has_val, const metrics::Report& val) {
 }
 
 void Trainer::Impl::write_summary() {
+  if (!primary()) return;
   JsonObject o;
   o.add("architecture", cfg.architecture).add("task", models::to_string(cfg.task)).add("classes", cfg.classes);
   o.add("epochs_completed", done).add("best_epoch", best_epoch);
@@ -550,6 +750,7 @@ Trainer::~Trainer() = default;
 const TrainConfig& Trainer::config() const { return impl_->cfg; }
 int Trainer::epochs_done() const { return impl_->done; }
 std::string Trainer::device() const { return impl_->device.str(); }
+int Trainer::rank() const { return impl_->comm ? impl_->comm->rank() : 0; }
 const std::vector<EpochRow>& Trainer::history() const { return impl_->history; }
 int Trainer::best_epoch() const { return impl_->best_epoch; }
 const metrics::Report& Trainer::test_report() const { return impl_->test; }
@@ -595,6 +796,13 @@ bool Trainer::add(Phase phase, int epoch, const cv::Mat& scan, int label, const 
   return true;
 }
 
+void Trainer::begin_phase(Phase phase, int epoch) {
+  Impl& s = *impl_;
+  if (!s.comm || s.finished || phase == Phase::None) return;
+  if (phase != Phase::Test && epoch < s.done) return;
+  if (phase != s.phase || epoch != s.epoch) s.begin(phase, epoch);
+}
+
 void Trainer::end_phase(Phase phase, int epoch) {
   Impl& s = *impl_;
   if (s.finished) return;
@@ -608,8 +816,14 @@ void Trainer::finish() {
   if (s.finished) return;
   s.close_phase();
   if (s.pending) s.close_epoch(false, metrics::Report());
+  if (s.comm) {
+    uint64_t errors = 0;
+    for (const auto& e : s.comm->allgather(std::to_string(s.errors))) errors += std::stoull(e);
+    s.errors = errors;
+  }
   s.write_summary();
   s.finished = true;
+  if (s.comm) s.comm->barrier();  // rank 0's store stays up until every rank is done with it
 }
 
 }  // namespace cxr::train

@@ -26,6 +26,7 @@
 
 #include "cxr/metrics/metrics.hpp"
 #include "cxr/models/card.hpp"
+#include "cxr/train/rendezvous.hpp"
 #include "cxr/train/schedule.hpp"
 
 namespace cxr::train {
@@ -64,6 +65,12 @@ struct TrainConfig {
   int threads = 0;                          ///< LibTorch intra-op threads; 0: leave as is
   bool resume = false;                      ///< continue from output_dir/last.opt.pt when present
   float threshold = 0.5f;                   ///< multilabel decision threshold on sigmoid probabilities
+  /// Data-parallel training (world_size > 1): the ranks connect through rank 0's store, start
+  /// from rank 0's weights, average their gradients every step and gather their val and test
+  /// predictions, so that every rank computes the metrics and picks the best epoch as one
+  /// process would; only rank 0 writes the run directory.
+  DistOptions dist;
+  bool sync_batchnorm = false;              ///< BatchNorm statistics over the global batch (SyncBatchNorm)
 };
 
 /// Where an epoch's training phase spent its wall time, in seconds.
@@ -72,6 +79,7 @@ struct EpochProfile {
   double forward = 0;    ///< forward pass and loss
   double backward = 0;
   double optimizer = 0;  ///< zero_grad is in forward
+  double allreduce = 0;  ///< data-parallel runs: averaging gradients and broadcasting buffers
   double waiting = 0;    ///< the rest: the trainer waiting for scans from upstream, and metrics
 };
 
@@ -120,6 +128,8 @@ class Trainer {
   int epochs_done() const;
   /// The device in use ("cpu", "cuda:0").
   std::string device() const;
+  /// This process's rank (0 when not distributed); rank 0 writes the run directory.
+  int rank() const;
 
   /// Called after each optimisation step / each closed epoch (on the streaming thread).
   std::function<void(const StepProgress&)> on_step;
@@ -131,6 +141,9 @@ class Trainer {
   /// a resume, or unlabelled). Throws cxr::InvalidArgument for a bad scan or label.
   bool add(Phase phase, int epoch, const cv::Mat& scan, int label, const std::vector<uint8_t>& labels,
            const std::string& path, uint64_t index);
+  /// The stream says a phase begins. In a data-parallel run every rank goes through every phase,
+  /// including one whose share of scans is empty here; one process needs no call.
+  void begin_phase(Phase phase, int epoch);
   /// The stream says a phase ended: runs what is batched. A phase with no scans is fine.
   void end_phase(Phase phase, int epoch);
   /// A scan could not be decoded upstream; counted in the summary.
