@@ -313,9 +313,10 @@ void Trainer::Impl::build(Trainer&) {
   multilabel = cfg.task == models::Task::Multilabel;
   if (cfg.name.empty()) cfg.name = cfg.architecture;
   validate(cfg.dist);
-  // One GPU per rank on a host, as torchrun's LOCAL_RANK says.
-  if (cfg.dist.distributed() && cfg.device == "cuda") cfg.device = "cuda:" + std::to_string(cfg.dist.local_rank);
   device = cxr::models::resolve_device(cfg.device);
+  // One GPU per rank on a host, as torchrun's LOCAL_RANK says (unless the device names one).
+  if (cfg.dist.distributed() && device.is_cuda() && cfg.device.find(':') == std::string::npos)
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cfg.dist.local_rank));
   cxr::models::set_compute_threads(cfg.threads);
   cxr::models::use_caching_cpu_allocator();
 
