@@ -393,6 +393,7 @@ TEST_CASE("models: auto times the layouts on the first full batches, keeps every
   o.layout = Layout::Contiguous;
   const auto reference = Predictor(card, o).predict(scans);
 
+  o.engine = Engine::LibTorch;  // the layout trial is the LibTorch engine's
   o.layout = Layout::Auto;
   o.layout_cache = t / "cache/layouts.tsv";
   std::vector<std::string> notes;
@@ -439,6 +440,7 @@ TEST_CASE("models: the layout cache is never trusted blindly and never an error"
   o.device = "cpu";
   o.threads = 1;
   o.max_batch = 2;
+  o.engine = Engine::LibTorch;  // the layout cache is the LibTorch engine's
   o.layout_cache = t / "layouts.tsv";
   const std::string key = key_of(card, o).str();
   const int64_t now = std::time(nullptr);
