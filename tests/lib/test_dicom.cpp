@@ -22,6 +22,7 @@
 #include "cxr/dicom/instance.hpp"
 #include "cxr/error.hpp"
 #include "cxr/io/decode.hpp"
+#include "cxr/io/detail.hpp"
 #include "testutil.hpp"
 
 using cxr::io::DecodeParams;
@@ -445,4 +446,14 @@ TEST_CASE("DICOM nesting is measured before DCMTK parses, and deep nesting refus
       CHECK_THROWS_WITH(cxr::dicom::read_instance_info(path), Catch::Contains("nested deeper"));
     }
   }
+}
+
+TEST_CASE("a JPEG 2000 codestream of tiny tiles is refused before OpenJPEG allocates them", "[dicom]") {
+  // 169 bytes (found by fuzzing) declaring a 6x2883588 image in 30354 tiles of 6x95: within the
+  // default max-pixels, and OpenJPEG allocated 600 MB of tile state while reading the header.
+  const Bytes b = cxrtest::read_file(cxrtest::env_or("CXR_SOURCE_ROOT", ".") +
+                                     "/tests/fuzz/regressions/j2k/30000-tiny-tiles.j2k");
+  REQUIRE(b.size() == 169);
+  CHECK_THROWS_WITH(cxr::io::detail::decode_j2k(b.data(), b.size(), DecodeParams{}),
+                    Catch::Contains("30354 tiles of 6x95 pixels"));
 }

@@ -3,6 +3,7 @@
 // the encapsulated fragments of the first frame here.
 #include <openjpeg.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -55,6 +56,33 @@ void on_message(const char* msg, void* user) {
 
 void on_quiet(const char*, void*) {}
 
+uint32_t be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// The codestream's SIZ marker, checked before OpenJPEG sees it: opj_read_header allocates the
+// state of every tile, so 169 bytes declaring 30000 tiles of 6x95 pixels cost 600 MB and
+// seconds before its own size could be checked (found by fuzzing).
+void check_siz(const uint8_t* data, size_t size, const DecodeParams& params) {
+  static const uint8_t soc_siz[4] = {0xFF, 0x4F, 0xFF, 0x51};
+  const size_t scan = std::min<size_t>(size, 4096);  // a JP2 file's header boxes come first
+  const uint8_t* p = nullptr;
+  for (size_t i = 0; i + 4 <= scan; ++i)
+    if (std::memcmp(data + i, soc_siz, 4) == 0) {
+      p = data + i + 4;
+      break;
+    }
+  if (!p || size_t(data + size - p) < 38) return;  // OpenJPEG reports what is missing
+  const uint32_t x = be32(p + 4), y = be32(p + 8), x0 = be32(p + 12), y0 = be32(p + 16);
+  const uint32_t tw = be32(p + 20), th = be32(p + 24), tx0 = be32(p + 28), ty0 = be32(p + 32);
+  if (x <= x0 || y <= y0 || tw == 0 || th == 0 || tx0 > x0 || ty0 > y0) return;
+  check_size(x - x0, y - y0, params, "JPEG 2000");
+  const uint64_t tiles = (uint64_t(x - tx0) + tw - 1) / tw * ((uint64_t(y - ty0) + th - 1) / th);
+  if (tiles > 1 && uint64_t(tw) * th < 4096)
+    throw DecodeError("JPEG 2000: " + std::to_string(tiles) + " tiles of " + std::to_string(tw) + "x" +
+                      std::to_string(th) + " pixels; tiles of fewer than 4096 pixels are not supported");
+}
+
 }  // namespace
 
 J2kFrame decode_j2k(const uint8_t* data, size_t size, const DecodeParams& params) {
@@ -77,6 +105,7 @@ J2kFrame decode_j2k(const uint8_t* data, size_t size, const DecodeParams& params
   opj_set_default_decoder_parameters(&dp);
   if (!opj_setup_decoder(codec.get(), &dp)) throw DecodeError("JPEG 2000: decoder setup failed");
 
+  check_siz(data, size, params);
   MemStream mem{data, size, 0};
   std::unique_ptr<opj_stream_t, decltype(&opj_stream_destroy)> stream(opj_stream_create(1 << 16, OPJ_TRUE),
                                                                       opj_stream_destroy);
