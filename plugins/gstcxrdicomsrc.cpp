@@ -41,6 +41,7 @@
 #include "cxr/dicom/durable.hpp"
 #include "cxr/dicom/store_scp.hpp"
 #include "cxr/error.hpp"
+#include "cxr/util/text.hpp"
 #include "gst/gstcxrevents.h"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
@@ -106,18 +107,6 @@ GST_ELEMENT_REGISTER_DEFINE(cxrdicomsrc, "cxrdicomsrc", GST_RANK_NONE, gst_cxr_d
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-cxr-scan"));
 
-static std::vector<std::string> split_commas(const gchar *s) {
-  std::vector<std::string> out;
-  if (!s) return out;
-  gchar **parts = g_strsplit(s, ",", -1);
-  for (gchar **p = parts; *p; ++p) {
-    gchar *t = g_strstrip(*p);
-    if (*t) out.emplace_back(t);
-  }
-  g_strfreev(parts);
-  return out;
-}
-
 static void gst_cxr_dicom_src_set_property(GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec) {
   GstCxrDicomSrc *self = GST_CXR_DICOM_SRC(object);
   GST_OBJECT_LOCK(self);
@@ -168,7 +157,7 @@ static gboolean gst_cxr_dicom_src_start(GstBaseSrc *src) {
     GST_OBJECT_LOCK(self);
     p.port = static_cast<int>(self->port);
     p.ae_title = self->ae_title ? self->ae_title : "";
-    p.allowed_callers = split_commas(self->allowed_callers);
+    p.allowed_callers = cxr::util::split_commas(self->allowed_callers);
     p.max_associations = static_cast<int>(self->max_associations);
     p.inbox = self->inbox ? self->inbox : "";
     const bool phi = self->debug_phi;

@@ -11,7 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cxr/error.hpp"
+#include "cxr/util/csv.hpp"
+#include "cxr/util/json.hpp"
 
 const char* cxr_help_embed =
     "collect the embeddings of a results file (JSON lines) into a CSV for cxr tsne\n"
@@ -34,168 +38,19 @@ namespace {
 using cxr::ConfigError;
 using cxr::InvalidArgument;
 using cxr::IoError;
-
-/// The JSON values a result row holds.
-struct Json {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  double number = 0;
-  bool boolean = false;
-  std::string string;
-  std::vector<Json> items;
-  std::map<std::string, Json> fields;
-
-  const Json* get(const std::string& key) const {
-    auto it = fields.find(key);
-    return it == fields.end() ? nullptr : &it->second;
-  }
-};
-
-/// A strict recursive-descent reader of one JSON line (RFC 8259; \u escapes kept as UTF-8 for
-/// the basic plane).
-class JsonReader {
- public:
-  explicit JsonReader(const std::string& s) : s_(s) {}
-
-  Json document() {
-    Json v = value();
-    skip();
-    if (i_ != s_.size()) fail("trailing characters");
-    return v;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw ConfigError("invalid JSON at column " + std::to_string(i_ + 1) + ": " + what);
-  }
-  void skip() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\r' || s_[i_] == '\n')) ++i_;
-  }
-  bool eat(char c) {
-    skip();
-    if (i_ < s_.size() && s_[i_] == c) {
-      ++i_;
-      return true;
-    }
-    return false;
-  }
-  void expect(char c) {
-    if (!eat(c)) fail(std::string("expected '") + c + "'");
-  }
-  bool literal(const char* word) {
-    const size_t n = std::strlen(word);
-    if (s_.compare(i_, n, word) == 0) {
-      i_ += n;
-      return true;
-    }
-    return false;
-  }
-
-  Json value() {
-    skip();
-    if (i_ >= s_.size()) fail("unexpected end");
-    Json v;
-    const char c = s_[i_];
-    if (c == '{') {
-      ++i_;
-      v.kind = Json::Object;
-      if (eat('}')) return v;
-      do {
-        skip();
-        if (i_ >= s_.size() || s_[i_] != '"') fail("expected a key");
-        std::string k = string();
-        expect(':');
-        v.fields[k] = value();
-      } while (eat(','));
-      expect('}');
-    } else if (c == '[') {
-      ++i_;
-      v.kind = Json::Array;
-      if (eat(']')) return v;
-      do v.items.push_back(value());
-      while (eat(','));
-      expect(']');
-    } else if (c == '"') {
-      v.kind = Json::String;
-      v.string = string();
-    } else if (literal("true")) {
-      v.kind = Json::Bool;
-      v.boolean = true;
-    } else if (literal("false")) {
-      v.kind = Json::Bool;
-    } else if (literal("null")) {
-      v.kind = Json::Null;
-    } else {
-      const char* start = s_.c_str() + i_;
-      char* end = nullptr;
-      v.number = std::strtod(start, &end);
-      if (end == start) fail("unexpected character");
-      v.kind = Json::Number;
-      i_ += static_cast<size_t>(end - start);
-    }
-    return v;
-  }
-
-  std::string string() {
-    ++i_;  // opening quote
-    std::string out;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      char c = s_[i_++];
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i_ >= s_.size()) break;
-      c = s_[i_++];
-      switch (c) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'u': {
-          if (i_ + 4 > s_.size()) fail("short \\u escape");
-          const unsigned cp = static_cast<unsigned>(std::strtoul(s_.substr(i_, 4).c_str(), nullptr, 16));
-          i_ += 4;
-          if (cp < 0x80) {
-            out += static_cast<char>(cp);
-          } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-          } else {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-          }
-          break;
-        }
-        default: out += c; break;  // \" \\ \/
-      }
-    }
-    if (i_ >= s_.size()) fail("unterminated string");
-    ++i_;  // closing quote
-    return out;
-  }
-
-  const std::string& s_;
-  size_t i_ = 0;
-};
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
+using cxr::util::csv_field;
+using cxr::util::json_get;
+using nlohmann::json;
 
 /// A string, or the names of a list joined by '+'; empty when absent.
-std::string names_of(const Json* v) {
+std::string names_of(const json* v) {
   if (!v) return "";
-  if (v->kind == Json::String) return v->string;
-  if (v->kind == Json::Number) return std::to_string(static_cast<long long>(v->number));
-  if (v->kind != Json::Array) return "";
+  if (v->is_string()) return v->get<std::string>();
+  if (v->is_number()) return std::to_string(static_cast<long long>(v->get<double>()));
+  if (!v->is_array()) return "";
   std::string out;
-  for (const Json& item : v->items) {
-    if (item.kind == Json::String) out += (out.empty() ? "" : "+") + item.string;
+  for (const json& item : *v) {
+    if (item.is_string()) out += (out.empty() ? "" : "+") + item.get<std::string>();
   }
   return out;
 }
@@ -251,44 +106,39 @@ int cxr_cmd_embed(int argc, char** argv) {
       ++line_no;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = input + ":" + std::to_string(line_no) + ": ";
-      Json row;
-      try {
-        row = JsonReader(line).document();
-      } catch (const ConfigError& e) {
-        throw ConfigError(where + e.what());
-      }
-      if (row.kind != Json::Object) throw ConfigError(where + "not a JSON object");
-      if (row.get("error")) {
+      const json row = cxr::util::parse_json(line, input + ":" + std::to_string(line_no));
+      if (!row.is_object()) throw ConfigError(where + "not a JSON object");
+      if (json_get(row, "error")) {
         ++errors;
         continue;
       }
-      if (!split.empty() && names_of(row.get("split")) != split) {
+      if (!split.empty() && names_of(json_get(row, "split")) != split) {
         ++other_split;
         continue;
       }
-      const Json* e = row.get("embedding");
-      if (!e || e->kind != Json::Array || e->items.empty()) {
+      const json* e = json_get(row, "embedding");
+      if (!e || !e->is_array() || e->empty()) {
         throw ConfigError(where + "no \"embedding\" (run cxrinfer and cxrresultsink with embeddings=true)");
       }
       if (dim == 0) {
-        dim = e->items.size();
+        dim = e->size();
         std::fprintf(out.get(), with_path ? "label,path" : "label");
         for (size_t k = 0; k < dim; ++k) std::fprintf(out.get(), ",f%zu", k);
         std::fputc('\n', out.get());
-      } else if (e->items.size() != dim) {
-        throw ConfigError(where + "embedding has " + std::to_string(e->items.size()) + " values, earlier rows " +
+      } else if (e->size() != dim) {
+        throw ConfigError(where + "embedding has " + std::to_string(e->size()) + " values, earlier rows " +
                           std::to_string(dim));
       }
-      std::string label = predicted ? names_of(row.get("predicted"))
-                                    : names_of(row.get("label")).empty() ? names_of(row.get("labels"))
-                                                                         : names_of(row.get("label"));
+      std::string label = predicted ? names_of(json_get(row, "predicted"))
+                                    : names_of(json_get(row, "label")).empty() ? names_of(json_get(row, "labels"))
+                                                                               : names_of(json_get(row, "label"));
       if (label.empty()) label = "none";
       std::fputs(csv_field(label).c_str(), out.get());
-      if (with_path) std::fprintf(out.get(), ",%s", csv_field(names_of(row.get("path"))).c_str());
-      for (const Json& v : e->items) {
-        if (v.kind != Json::Number || !std::isfinite(v.number)) throw ConfigError(where + "embedding holds a non-number");
+      if (with_path) std::fprintf(out.get(), ",%s", csv_field(names_of(json_get(row, "path"))).c_str());
+      for (const json& v : *e) {
+        if (!v.is_number() || !std::isfinite(v.get<double>())) throw ConfigError(where + "embedding holds a non-number");
         // 9 significant digits: every float32 value round-trips.
-        std::fprintf(out.get(), ",%.9g", v.number);
+        std::fprintf(out.get(), ",%.9g", v.get<double>());
       }
       std::fputc('\n', out.get());
       ++rows;

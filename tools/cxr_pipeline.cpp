@@ -9,6 +9,7 @@
 #include <set>
 
 #include "cxr/error.hpp"
+#include "cxr/util/text.hpp"
 #include "cxr_common.hpp"
 
 namespace cxrtool {
@@ -23,11 +24,7 @@ using cxr::config::PropertyValue;
   throw ConfigError(where.str() + ": " + what);
 }
 
-std::string join(const std::vector<std::string>& xs) {
-  std::string s;
-  for (const auto& x : xs) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
+using cxr::util::join;
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

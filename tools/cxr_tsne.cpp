@@ -13,6 +13,7 @@
 #include "cxr/error.hpp"
 #include "cxr/explain/feature_table.hpp"
 #include "cxr/explain/tsne.hpp"
+#include "cxr/util/csv.hpp"
 
 const char* cxr_help_tsne =
     "2-D t-SNE of a feature table (exact or Barnes-Hut)\n"
@@ -38,12 +39,7 @@ using cxr::ConfigError;
 using cxr::InvalidArgument;
 using cxr::IoError;
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
+using cxr::util::csv_field;
 
 double parse_number(const char* opt, const char* s) {
   char* end = nullptr;

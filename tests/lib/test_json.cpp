@@ -6,6 +6,11 @@
 #include "cxr/util/csv.hpp"
 #include "cxr/util/json.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <string>
+
 using cxr::util::JsonObject;
 
 TEST_CASE("json strings are escaped", "[json]") {
@@ -82,4 +87,41 @@ TEST_CASE("csv errors carry file:line", "[csv]") {
   CHECK_THROWS_WITH(cxr::util::parse_csv("a,b\n\"1,2\n", "q.csv"), Catch::Contains("q.csv:2: unterminated"));
   CHECK_THROWS_AS(cxr::util::parse_csv("", "e.csv"), cxr::ConfigError);
   CHECK_THROWS_AS(cxr::util::read_csv("/nonexistent/x.csv"), cxr::IoError);
+}
+
+TEST_CASE("json reader: values, helpers and errors with file and line", "[json]") {
+  using cxr::util::parse_json;
+  const nlohmann::json j = parse_json(R"({"a":[1,2.5,null],"b":{"c":"x\"y\u00e9"},"t":true,"n":-1e-3,"i":3})", "mem");
+  const auto a = cxr::util::json_numbers(*cxr::util::json_get(j, "a"));
+  REQUIRE(a.size() == 3);
+  CHECK(a[1] == 2.5);
+  CHECK(std::isnan(a[2]));
+  CHECK(cxr::util::json_string_or(*cxr::util::json_get(j, "b"), "c", "") == "x\"y\xc3\xa9");
+  CHECK(cxr::util::json_string_or(j, "t", "") == "true");
+  CHECK(cxr::util::json_string_or(j, "i", "") == "3");
+  CHECK(cxr::util::json_string_or(j, "missing", "fb") == "fb");
+  CHECK(cxr::util::json_number_or(j, "n", 0) == Approx(-0.001));
+  CHECK(cxr::util::json_number_or(j, "b", 7) == 7);  // not a number
+  CHECK(cxr::util::json_number_or(j, "missing", 7) == 7);
+  CHECK(cxr::util::json_get(j["a"], "x") == nullptr);  // not an object
+  CHECK_THROWS_WITH(parse_json(R"({"e":-1e999})", "f.json"), Catch::Contains("f.json: invalid JSON: number overflow"));
+  CHECK_THROWS_AS(parse_json("{\"a\":1,}", "f.json"), cxr::ConfigError);
+  CHECK_THROWS_WITH(parse_json("{\n\"a\" 1}", "f.json"), Catch::Contains("f.json:2: invalid JSON"));
+  CHECK_THROWS_AS(parse_json("[1] x", "f.json"), cxr::ConfigError);
+  CHECK_THROWS_AS(parse_json(std::string(100, '['), "f.json"), cxr::ConfigError);
+  CHECK_THROWS_WITH(parse_json(std::string(100, '[') + std::string(100, ']'), "f.json"), Catch::Contains("nested too deeply"));
+  CHECK_THROWS_AS(parse_json("", "f.json"), cxr::ConfigError);
+}
+
+TEST_CASE("json writer output reads back through the reader", "[json]") {
+  JsonObject o;
+  o.add("path", "a\"b\n\x01").add("f1", 0.1).add("n", int64_t{-3}).add("ok", true).add("v", std::vector<float>{0.1f, 2.f});
+  o.add_null("none");
+  const nlohmann::json j = cxr::util::parse_json(o.str(), "mem");
+  CHECK(j["path"] == "a\"b\n\x01");
+  CHECK(j["f1"].get<double>() == 0.1);
+  CHECK(j["n"] == -3);
+  CHECK(j["ok"] == true);
+  CHECK(j["v"][0].get<double>() == Approx(0.1));
+  CHECK(j["none"].is_null());
 }

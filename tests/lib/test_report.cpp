@@ -96,19 +96,6 @@ bool png_size(const fs::path& p, uint32_t& w, uint32_t& h) {
 
 }  // namespace
 
-TEST_CASE("report: JSON reader", "[report]") {
-  const Json j = parse_json(R"({"a":[1,2.5,null],"b":{"c":"x\"y\u00e9"},"t":true,"n":-1e-3})", "mem");
-  CHECK(j.get("a")->numbers().size() == 3);
-  CHECK(std::isnan(j.get("a")->numbers()[2]));
-  CHECK(j.get("b")->string_or("c", "") == "x\"y\xc3\xa9");
-  CHECK(j.number_or("n", 0) == Approx(-0.001));
-  CHECK(j.number_or("missing", 7) == 7);
-  CHECK_THROWS_AS(parse_json("{\"a\":1,}", "f.json"), cxr::ConfigError);
-  CHECK_THROWS_WITH(parse_json("{\n\"a\" 1}", "f.json"), Catch::Contains("f.json:2"));
-  CHECK_THROWS_AS(parse_json("[1] x", "f.json"), cxr::ConfigError);
-  CHECK_THROWS_AS(parse_json(std::string(100, '['), "f.json"), cxr::ConfigError);
-}
-
 TEST_CASE("report: run directories load, tables and the ablation", "[report]") {
   TempDir t;
   multiclass_run(t.path / "mc", 0.01, 0.8);

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cxr/error.hpp"
+#include "cxr/util/text.hpp"
 
 namespace cxr::config {
 namespace {
@@ -28,11 +29,8 @@ constexpr int kMaxIncludeDepth = 16;
 // "b" = "${c}${c}", ...): a few lines could otherwise ask for gigabytes.
 constexpr size_t kMaxExpandedBytes = 1 << 20;
 
-std::string join(const std::vector<std::string>& xs) {
-  std::string s;
-  for (const auto& x : xs) s += (s.empty() ? "" : ", ") + x;
-  return s.empty() ? "none" : s;
-}
+// The names in a message: "a, b" or "none".
+std::string join(const std::vector<std::string>& xs) { return xs.empty() ? "none" : util::join(xs); }
 
 std::string join_keys(const Variables& vars) {
   std::vector<std::string> names;

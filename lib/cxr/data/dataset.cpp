@@ -24,14 +24,6 @@ const char* to_string(Split s) {
   }
 }
 
-const char* to_string(Task t) {
-  switch (t) {
-    case Task::Multiclass: return "multiclass";
-    case Task::Multilabel: return "multilabel";
-    default: return "none";
-  }
-}
-
 Split split_from_string(const std::string& s) {
   const char* c = s.c_str();
   if (!strcasecmp(c, "train")) return Split::Train;

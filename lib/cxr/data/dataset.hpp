@@ -5,14 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "cxr/task.hpp"
+
 namespace cxr::data {
 
 /// Same values as GstCxrSplit.
 enum class Split : int { None = 0, Train = 1, Val = 2, Test = 3 };
-enum class Task { None, Multiclass, Multilabel };
+using cxr::Task;
 
 const char* to_string(Split s);
-const char* to_string(Task t);
+using cxr::to_string;
 /// "train", "val"/"valid"/"validation", "test" (any case); anything else is Split::None.
 Split split_from_string(const std::string& s);
 

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "cxr/error.hpp"
+#include "cxr/util/text.hpp"
 
 namespace cxr::models {
 namespace {
@@ -22,11 +23,7 @@ namespace fs = std::filesystem;
 
 const std::vector<std::string> kTasks{"multiclass", "multilabel"};
 
-std::string join(const std::vector<std::string>& xs) {
-  std::string s;
-  for (const auto& x : xs) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
+using util::join;
 
 /// Validation with file:line in every message.
 class CardReader {
@@ -127,7 +124,6 @@ std::vector<std::string> gradcam_layers(const std::string& arch) {
 
 }  // namespace
 
-const char* to_string(Task task) { return task == Task::Multilabel ? "multilabel" : "multiclass"; }
 
 const std::vector<std::string>& card_architectures() {
   static const std::vector<std::string> names{"resnet34", "mobilenet_v3_large", "efficientnet_b1", "torchscript"};

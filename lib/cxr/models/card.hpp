@@ -30,11 +30,12 @@
 #include <utility>
 #include <vector>
 
+#include "cxr/task.hpp"
+
 namespace cxr::models {
 
-enum class Task { Multiclass, Multilabel };
-
-const char* to_string(Task task);
+using cxr::Task;  // Multiclass or Multilabel: never None on a card
+using cxr::to_string;
 
 /// How a scan becomes the network's input tensor.
 struct InputSpec {

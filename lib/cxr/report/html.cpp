@@ -13,6 +13,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/report/plot.hpp"
+#include "cxr/util/csv.hpp"
 
 namespace fs = std::filesystem;
 
@@ -51,12 +52,7 @@ std::string csv_num(double v, int digits) {
   return buf;
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
+using util::csv_field;
 
 // File names made from run names: portable characters only.
 std::string slug(const std::string& s) {

@@ -10,9 +10,11 @@
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include "cxr/error.hpp"
+#include "cxr/util/csv.hpp"
 #include "cxr/util/json.hpp"
 
 namespace fs = std::filesystem;
@@ -21,132 +23,13 @@ namespace cxr::report {
 
 namespace {
 
+using nlohmann::json;
+using util::json_get;
+using util::json_number_or;
+using util::json_numbers;
+using util::json_string_or;
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-class JsonParser {
- public:
-  JsonParser(std::string_view text, const std::string& where) : s_(text), where_(where) {}
-
-  Json document() {
-    Json v = value(0);
-    skip_space();
-    if (i_ != s_.size()) fail("text after the JSON value");
-    return v;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    const int line = 1 + static_cast<int>(std::count(s_.begin(), s_.begin() + static_cast<long>(std::min(i_, s_.size())), '\n'));
-    throw ConfigError(where_ + ":" + std::to_string(line) + ": invalid JSON: " + what);
-  }
-  void skip_space() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
-  }
-  bool literal(std::string_view word) {
-    if (s_.substr(i_, word.size()) != word) return false;
-    i_ += word.size();
-    return true;
-  }
-  Json value(int depth) {
-    // Deep nesting only comes from a broken or hostile file; the trainer writes depth 4 at most.
-    if (depth > 64) fail("nested too deeply");
-    skip_space();
-    if (i_ >= s_.size()) fail("unexpected end");
-    Json v;
-    const char c = s_[i_];
-    if (c == '{') {
-      v.type = Json::Type::Object;
-      ++i_;
-      skip_space();
-      if (i_ < s_.size() && s_[i_] == '}') { ++i_; return v; }
-      for (;;) {
-        skip_space();
-        if (i_ >= s_.size() || s_[i_] != '"') fail("expected a key");
-        std::string key = string();
-        skip_space();
-        if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':'");
-        ++i_;
-        v.object.emplace_back(std::move(key), value(depth + 1));
-        skip_space();
-        if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
-        if (i_ < s_.size() && s_[i_] == '}') { ++i_; return v; }
-        fail("expected ',' or '}'");
-      }
-    }
-    if (c == '[') {
-      v.type = Json::Type::Array;
-      ++i_;
-      skip_space();
-      if (i_ < s_.size() && s_[i_] == ']') { ++i_; return v; }
-      for (;;) {
-        v.array.push_back(value(depth + 1));
-        skip_space();
-        if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
-        if (i_ < s_.size() && s_[i_] == ']') { ++i_; return v; }
-        fail("expected ',' or ']'");
-      }
-    }
-    if (c == '"') {
-      v.type = Json::Type::String;
-      v.string = string();
-      return v;
-    }
-    if (literal("null")) return v;
-    if (literal("true")) { v.type = Json::Type::Bool; v.boolean = true; return v; }
-    if (literal("false")) { v.type = Json::Type::Bool; return v; }
-    const size_t start = i_;
-    while (i_ < s_.size() && std::string_view("+-0123456789.eE").find(s_[i_]) != std::string_view::npos) ++i_;
-    if (start == i_) fail(std::string("unexpected '") + c + "'");
-    const std::string num(s_.substr(start, i_ - start));
-    char* end = nullptr;
-    v.type = Json::Type::Number;
-    v.number = std::strtod(num.c_str(), &end);
-    if (end != num.c_str() + num.size()) fail("bad number '" + num + "'");
-    return v;
-  }
-  std::string string() {
-    ++i_;  // opening quote
-    std::string out;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      char c = s_[i_++];
-      if (c != '\\') { out += c; continue; }
-      if (i_ >= s_.size()) break;
-      c = s_[i_++];
-      switch (c) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'u': {
-          if (i_ + 4 > s_.size()) fail("bad \\u escape");
-          const unsigned cp = static_cast<unsigned>(std::strtoul(std::string(s_.substr(i_, 4)).c_str(), nullptr, 16));
-          i_ += 4;
-          // Basic plane only: the trainer escapes control characters, nothing else.
-          if (cp < 0x80) {
-            out += static_cast<char>(cp);
-          } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-          } else {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-          }
-          break;
-        }
-        default: out += c;
-      }
-    }
-    if (i_ >= s_.size()) fail("unterminated string");
-    ++i_;
-    return out;
-  }
-
-  std::string_view s_;
-  std::string where_;
-  size_t i_ = 0;
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -171,12 +54,12 @@ int64_t to_int64(double v, int64_t fallback) {
   return static_cast<int64_t>(v);
 }
 
-std::vector<std::vector<int64_t>> matrix(const Json* j) {
+std::vector<std::vector<int64_t>> matrix(const json* j) {
   std::vector<std::vector<int64_t>> m;
-  if (!j || j->type != Json::Type::Array) return m;
-  for (const Json& row : j->array) {
+  if (!j || !j->is_array()) return m;
+  for (const json& row : *j) {
     std::vector<int64_t> r;
-    for (double v : row.numbers()) r.push_back(to_int64(v, 0));
+    for (double v : json_numbers(row)) r.push_back(to_int64(v, 0));
     m.push_back(std::move(r));
   }
   return m;
@@ -187,12 +70,7 @@ std::string format_number(double v) {
   return util::json_number(v);
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
+using util::csv_field;
 
 bool is_lr_name(const std::string& name) {
   // The property may be named with its element: "cxrtrain.learning-rate", "train.learning-rate".
@@ -201,35 +79,6 @@ bool is_lr_name(const std::string& name) {
 }
 
 }  // namespace
-
-const Json* Json::get(std::string_view key) const {
-  if (type != Type::Object) return nullptr;
-  for (const auto& [k, v] : object)
-    if (k == key) return &v;
-  return nullptr;
-}
-
-double Json::number_or(std::string_view key, double fallback) const {
-  const Json* v = get(key);
-  return v && v->type == Type::Number ? v->number : fallback;
-}
-
-std::string Json::string_or(std::string_view key, const std::string& fallback) const {
-  const Json* v = get(key);
-  if (!v) return fallback;
-  if (v->type == Type::String) return v->string;
-  if (v->type == Type::Number) return util::json_number(v->number);
-  if (v->type == Type::Bool) return v->boolean ? "true" : "false";
-  return fallback;
-}
-
-std::vector<double> Json::numbers() const {
-  std::vector<double> out;
-  for (const Json& v : array) out.push_back(v.type == Type::Number ? v.number : kNaN);
-  return out;
-}
-
-Json parse_json(std::string_view text, const std::string& where) { return JsonParser(text, where).document(); }
 
 std::string run_json(const RunMeta& meta) {
   util::JsonObject vars;
@@ -279,45 +128,45 @@ RunInfo load_run(const std::string& dir) {
     std::string line;
     for (int n = 1; std::getline(in, line); ++n) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const Json j = parse_json(line, metrics + ":" + std::to_string(n) + " (row)");
+      const json j = util::parse_json(line, metrics + ":" + std::to_string(n) + " (row)");
       EpochMetrics e;
-      e.epoch = to_int(j.number_or("epoch", static_cast<double>(r.epochs.size())), static_cast<int>(r.epochs.size()));
-      e.train_loss = j.number_or("train_loss", kNaN);
-      e.train_f1 = j.number_or("train_f1", kNaN);
-      e.train_accuracy = j.number_or("train_accuracy", kNaN);
-      e.val_loss = j.number_or("val_loss", kNaN);
-      e.val_f1 = j.number_or("val_f1", kNaN);
-      e.val_accuracy = j.number_or("val_accuracy", kNaN);
-      e.lr = j.number_or("lr", kNaN);
-      e.seconds = j.number_or("seconds", 0);
-      if (const Json* b = j.get("best")) e.best = b->type == Json::Type::Bool && b->boolean;
+      e.epoch = to_int(json_number_or(j, "epoch", static_cast<double>(r.epochs.size())), static_cast<int>(r.epochs.size()));
+      e.train_loss = json_number_or(j, "train_loss", kNaN);
+      e.train_f1 = json_number_or(j, "train_f1", kNaN);
+      e.train_accuracy = json_number_or(j, "train_accuracy", kNaN);
+      e.val_loss = json_number_or(j, "val_loss", kNaN);
+      e.val_f1 = json_number_or(j, "val_f1", kNaN);
+      e.val_accuracy = json_number_or(j, "val_accuracy", kNaN);
+      e.lr = json_number_or(j, "lr", kNaN);
+      e.seconds = json_number_or(j, "seconds", 0);
+      if (const json* b = json_get(j, "best")) e.best = b->is_boolean() && b->get<bool>();
       for (const char* k : {"val_class_f1", "train_class_f1"})
-        if (const Json* v = j.get(k); v && e.class_f1.empty()) e.class_f1 = v->numbers();
+        if (const json* v = json_get(j, k); v && e.class_f1.empty()) e.class_f1 = json_numbers(*v);
       for (const char* k : {"val_auroc", "train_auroc"})
-        if (const Json* v = j.get(k); v && e.auroc.empty()) e.auroc = v->numbers();
+        if (const json* v = json_get(j, k); v && e.auroc.empty()) e.auroc = json_numbers(*v);
       r.epochs.push_back(std::move(e));
     }
   }
 
   if (r.has_summary) {
-    const Json s = parse_json(read_text(summary), summary);
-    r.architecture = s.string_or("architecture", "");
-    r.task = s.string_or("task", "");
-    if (const Json* c = s.get("classes"))
-      for (const Json& v : c->array) r.classes.push_back(v.string);
-    r.best_epoch = to_int(s.number_or("best_epoch", -1), -1);
-    r.epochs_completed = to_int(s.number_or("epochs_completed", static_cast<double>(r.epochs.size())),
+    const json s = util::parse_json(read_text(summary), summary);
+    r.architecture = json_string_or(s, "architecture", "");
+    r.task = json_string_or(s, "task", "");
+    if (const json* c = json_get(s, "classes"); c && c->is_array())
+      for (const json& v : *c) r.classes.push_back(v.is_string() ? v.get<std::string>() : std::string());
+    r.best_epoch = to_int(json_number_or(s, "best_epoch", -1), -1);
+    r.epochs_completed = to_int(json_number_or(s, "epochs_completed", static_cast<double>(r.epochs.size())),
                                 static_cast<int>(r.epochs.size()));
-    r.train_seconds = s.number_or("train_seconds", s.number_or("seconds", 0));
-    if (const Json* t = s.get("test"); t && t->type == Json::Type::Object) {
-      r.test_f1 = t->number_or("f1", kNaN);
-      r.test_accuracy = t->number_or("accuracy", kNaN);
-      r.test_macro_auroc = t->number_or("macro_auroc", kNaN);
-      if (const Json* v = t->get("class_f1")) r.test_class_f1 = v->numbers();
-      if (const Json* v = t->get("auroc")) r.test_auroc = v->numbers();
-      r.confusion = matrix(t->get("confusion"));
-      if (const Json* cc = t->get("class_confusion"))
-        for (const Json& m : cc->array) r.class_confusion.push_back(matrix(&m));
+    r.train_seconds = json_number_or(s, "train_seconds", json_number_or(s, "seconds", 0));
+    if (const json* t = json_get(s, "test"); t && t->is_object()) {
+      r.test_f1 = json_number_or(*t, "f1", kNaN);
+      r.test_accuracy = json_number_or(*t, "accuracy", kNaN);
+      r.test_macro_auroc = json_number_or(*t, "macro_auroc", kNaN);
+      if (const json* v = json_get(*t, "class_f1")) r.test_class_f1 = json_numbers(*v);
+      if (const json* v = json_get(*t, "auroc")) r.test_auroc = json_numbers(*v);
+      r.confusion = matrix(json_get(*t, "confusion"));
+      if (const json* cc = json_get(*t, "class_confusion"); cc && cc->is_array())
+        for (const json& m : *cc) r.class_confusion.push_back(matrix(&m));
     }
   } else {
     r.epochs_completed = static_cast<int>(r.epochs.size());
@@ -346,15 +195,18 @@ RunInfo load_run(const std::string& dir) {
 
   const std::string meta = (d / "run.json").string();
   if (fs::exists(meta)) {
-    const Json m = parse_json(read_text(meta), meta);
-    r.meta.name = m.string_or("name", "");
-    r.meta.model = m.string_or("model", "");
-    r.meta.dataset = m.string_or("dataset", "");
-    r.meta.pipeline = m.string_or("pipeline", "");
-    r.meta.param = m.string_or("param", "");
-    r.meta.value = m.string_or("value", "");
-    if (const Json* v = m.get("variables"))
-      for (const auto& [k, val] : v->object) r.meta.variables[k] = val.type == Json::Type::Number ? util::json_number(val.number) : val.string;
+    const json m = util::parse_json(read_text(meta), meta);
+    r.meta.name = json_string_or(m, "name", "");
+    r.meta.model = json_string_or(m, "model", "");
+    r.meta.dataset = json_string_or(m, "dataset", "");
+    r.meta.pipeline = json_string_or(m, "pipeline", "");
+    r.meta.param = json_string_or(m, "param", "");
+    r.meta.value = json_string_or(m, "value", "");
+    if (const json* v = json_get(m, "variables"); v && v->is_object())
+      for (const auto& [k, val] : v->items())
+        r.meta.variables[k] = val.is_number() ? util::json_number(val.get<double>())
+                              : val.is_string() ? val.get<std::string>()
+                                                : std::string();
   }
   if (r.meta.name.empty()) r.meta.name = fs::absolute(d).lexically_normal().filename().string();
   if (r.meta.name.empty()) r.meta.name = fs::absolute(d).lexically_normal().parent_path().filename().string();

@@ -13,29 +13,6 @@
 
 namespace cxr::report {
 
-/// A parsed JSON value (the reader for the files the trainer writes; objects keep key order).
-struct Json {
-  enum class Type { Null, Bool, Number, String, Array, Object };
-  Type type = Type::Null;
-  bool boolean = false;
-  double number = 0;
-  std::string string;
-  std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;
-
-  /// Member `key` of an object, or nullptr (also when this is not an object).
-  const Json* get(std::string_view key) const;
-  /// Member `key` as a number; `fallback` when missing or null (NaN by default).
-  double number_or(std::string_view key, double fallback) const;
-  /// Member `key` as a string; a number is formatted; `fallback` when missing.
-  std::string string_or(std::string_view key, const std::string& fallback) const;
-  /// This array's numbers (null entries become NaN).
-  std::vector<double> numbers() const;
-};
-
-/// Parses one JSON document. Throws cxr::ConfigError "where:line: reason".
-Json parse_json(std::string_view text, const std::string& where);
-
 /// One row of metrics.jsonl.
 struct EpochMetrics {
   int epoch = 0;

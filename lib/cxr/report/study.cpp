@@ -12,6 +12,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/util/json.hpp"
+#include "cxr/util/text.hpp"
 
 namespace fs = std::filesystem;
 
@@ -23,11 +24,7 @@ const std::vector<std::string> kTopKeys = {"description", "output", "output-vari
 const std::vector<std::string> kRunKeys = {"name", "pipeline", "model", "dataset", "variables"};
 const std::vector<std::string> kSweepKeys = {"name", "pipeline", "model", "dataset", "variables", "param", "values"};
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
+using util::join;
 
 class StudyReader {
  public:

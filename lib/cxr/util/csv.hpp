@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #pragma once
-/// CSV reading (RFC 4180: quoted fields, doubled quotes, CRLF) with line numbers for errors.
+/// CSV reading (RFC 4180: quoted fields, doubled quotes, CRLF) with line numbers for errors, and
+/// the one way fields are written.
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cxr::util {
@@ -24,5 +26,9 @@ CsvTable read_csv(const std::string& path);
 
 /// Parses CSV text (path is used in messages only).
 CsvTable parse_csv(const std::string& text, const std::string& path);
+
+/// One CSV field as written: quoted (quotes doubled) when it holds a comma, a quote, a newline or
+/// a carriage return, else as it is.
+std::string csv_field(std::string_view s);
 
 }  // namespace cxr::util

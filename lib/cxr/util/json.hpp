@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #pragma once
-/// A small JSON writer for result rows and metrics (one object per line).
+/// JSON: a small writer for result rows and metrics (one object per line, numbers in their
+/// shortest round-trip form, so the files stay byte for byte what readers and tests expect), and
+/// reading through nlohmann::json (Debian's nlohmann-json3), with errors that name file and line.
+/// Readers include <nlohmann/json.hpp> for the value type.
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -39,5 +44,20 @@ class JsonObject {
   void key(std::string_view k);
   std::string body_ = "{";
 };
+
+/// Parses one JSON document. Throws cxr::ConfigError "where:line: invalid JSON: reason"; also
+/// for nesting deeper than 64 and numbers beyond double's range (1e999), which only a broken or
+/// hostile file holds (those name no line).
+nlohmann::json parse_json(std::string_view text, const std::string& where);
+
+/// Member `key` of an object, or nullptr (also when `j` is not an object).
+const nlohmann::json* json_get(const nlohmann::json& j, std::string_view key);
+/// Member `key` as a number; `fallback` when missing, null or not a number.
+double json_number_or(const nlohmann::json& j, std::string_view key, double fallback);
+/// Member `key` as a string; a number is formatted by json_number(), a bool as true/false;
+/// `fallback` when missing or of another type.
+std::string json_string_or(const nlohmann::json& j, std::string_view key, const std::string& fallback);
+/// An array's numbers (entries that are not numbers become NaN); empty when `j` is no array.
+std::vector<double> json_numbers(const nlohmann::json& j);
 
 }  // namespace cxr::util
