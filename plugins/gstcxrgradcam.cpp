@@ -36,9 +36,7 @@
 
 #include <gst/video/video.h>
 
-#include <cstdlib>
 #include <memory>
-#include <opencv2/imgproc.hpp>
 #include <string>
 #include <vector>
 
@@ -51,6 +49,7 @@
 #include "gst/gstcxrcammeta.h"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
+#include "gst/gstcxrresult.hpp"
 
 GST_DEBUG_CATEGORY_STATIC(gst_cxr_gradcam_debug);
 #define GST_CAT_DEFAULT gst_cxr_gradcam_debug
@@ -168,9 +167,7 @@ struct CamState {
   std::unique_ptr<cxr::models::ComputeThread> compute;
   std::unique_ptr<cxr::explain::GradCam> cam;
   cxr::explain::CamParams params;  // target resolved against the card
-  std::vector<GQuark> quarks;
-  std::string model_id;
-  bool multilabel = false;
+  GstCxrResultModel model;
 };
 
 }  // namespace
@@ -285,35 +282,6 @@ static GstCaps* gst_cxr_gradcam_transform_caps(GstBaseTransform* trans, GstPadDi
   return res;
 }
 
-/// The target property against the card: predicted, positives, a class index or a class name.
-static void resolve_target(const std::string& target, const cxr::models::ModelCard& card, cxr::explain::CamParams& p) {
-  if (target.empty() || target == "predicted") {
-    p.target = cxr::explain::CamTarget::predicted;
-    return;
-  }
-  if (target == "positives") {
-    p.target = cxr::explain::CamTarget::positives;
-    return;
-  }
-  p.target = cxr::explain::CamTarget::index;
-  for (size_t c = 0; c < card.classes.size(); ++c) {
-    if (card.classes[c] == target) {
-      p.index = static_cast<int>(c);
-      return;
-    }
-  }
-  char* end = nullptr;
-  const long v = std::strtol(target.c_str(), &end, 10);
-  if (end && *end == '\0' && v >= 0 && v < static_cast<long>(card.classes.size())) {
-    p.index = static_cast<int>(v);
-    return;
-  }
-  std::string names;
-  for (const auto& c : card.classes) names += (names.empty() ? "" : ", ") + c;
-  throw cxr::ConfigError("target '" + target + "' is not predicted, positives, a class index below " +
-                         std::to_string(card.classes.size()) + " or a class of " + card.name + " (" + names + ")");
-}
-
 static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
   GstCxrGradcam* self = GST_CXR_GRADCAM(trans);
   for (const auto& note : cxr::runtime::prepare_cpu_runtime()) GST_INFO_OBJECT(self, "%s", note.c_str());
@@ -339,13 +307,13 @@ static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
     if (model.empty()) throw cxr::ConfigError("no model card: set the 'model' property");
     auto st = std::make_unique<CamState>();
     auto card = cxr::models::load_card(model);
-    resolve_target(target, card, params);
+    cxr::explain::resolve_target(target, card, params);
     st->compute = std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self)));
     st->compute->call([&] { st->cam = std::make_unique<cxr::explain::GradCam>(card, options); });
     st->params = params;
-    for (const auto& c : card.classes) st->quarks.push_back(g_quark_from_string(c.c_str()));
-    st->model_id = card.name;
-    st->multilabel = card.task == cxr::models::Task::Multilabel;
+    for (const auto& c : card.classes) st->model.classes.push_back(g_quark_from_string(c.c_str()));
+    st->model.id = card.name;
+    st->model.multilabel = card.task == cxr::models::Task::Multilabel;
     GST_INFO_OBJECT(self, "model %s (%s), layer %s, %s on %s, %s", card.name.c_str(), card.architecture.c_str(),
                     st->cam->layer().c_str(), cxr::explain::to_string(params.method), st->cam->device().c_str(),
                     cxr::models::to_string(st->cam->layout()));
@@ -366,25 +334,15 @@ static void attach_results(CamState* st, GstBuffer* buf, const cxr::explain::Cam
     GstCxrCamMeta* m = gst_buffer_add_cxr_cam_meta(buf, static_cast<guint>(cam.heatmap.cols),
                                                    static_cast<guint>(cam.heatmap.rows), cam.heatmap.ptr<float>());
     m->target = cam.target;
-    m->target_name = st->quarks[static_cast<size_t>(cam.target)];
-    m->model = g_strdup(st->model_id.c_str());
+    m->target_name = st->model.classes[static_cast<size_t>(cam.target)];
+    m->model = g_strdup(st->model.id.c_str());
     m->method = g_strdup(cxr::explain::to_string(st->params.method));
     m->layer = g_strdup(st->cam->layer().c_str());
     m->raw_min = cam.raw_min;
     m->raw_max = cam.raw_max;
   }
   if (gst_buffer_get_cxr_result_meta(buf)) return;
-  const auto& p = r.prediction;
-  const guint n = static_cast<guint>(p.probabilities.size());
-  GstCxrResultMeta* meta = gst_buffer_add_cxr_result_meta(buf, n);
-  gst_cxr_meta_set_string(&meta->model, st->model_id.c_str());
-  meta->multilabel = st->multilabel;
-  for (guint c = 0; c < n; ++c) {
-    meta->class_quarks[c] = st->quarks[c];
-    meta->logits[c] = p.logits[c];
-    meta->probabilities[c] = p.probabilities[c];
-    meta->decisions[c] = p.decisions[c];
-  }
+  gst_cxr_buffer_add_prediction(buf, st->model, r.prediction);
 }
 
 static GstFlowReturn gst_cxr_gradcam_transform_frame(GstVideoFilter* filter, GstVideoFrame* in, GstVideoFrame* out) {
@@ -401,29 +359,7 @@ static GstFlowReturn gst_cxr_gradcam_transform_frame(GstVideoFilter* filter, Gst
         cv::Mat scan = gst_cxr_frame_to_mat(in);
         cv::Mat dst = gst_cxr_frame_to_mat(out);
         cxr::explain::CamResult r = st->compute->call([&] { return st->cam->explain(scan, st->params); });
-
-        // One picture of all targets: their per-pixel maximum.
-        cv::Mat heat(scan.size(), CV_32F, cv::Scalar(0));
-        for (const auto& cam : r.cams) cv::max(heat, cam.heatmap, heat);
-        cv::Mat heat8;
-        heat.convertTo(heat8, CV_8U, 255.0);  // rounds and saturates
-        if (dst.type() == CV_8UC1) {
-          heat8.copyTo(dst);
-        } else {
-          cv::Mat grey8;
-          if (scan.depth() == CV_16U) {
-            scan.convertTo(grey8, CV_8U, 1.0 / 257.0);
-          } else {
-            grey8 = scan;
-          }
-          cv::cvtColor(grey8, dst, cv::COLOR_GRAY2RGB);
-          if (!r.cams.empty()) {
-            cv::Mat color;
-            cv::applyColorMap(heat8, color, cv::COLORMAP_JET);
-            cv::cvtColor(color, color, cv::COLOR_BGR2RGB);
-            cv::addWeighted(dst, 1.0 - alpha, color, alpha, 0.0, dst);
-          }
-        }
+        cxr::explain::render_cams(scan, r.cams, alpha, dst);
         attach_results(st, out->buffer, r);
         return GST_FLOW_OK;
       });

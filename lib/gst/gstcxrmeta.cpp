@@ -3,6 +3,15 @@
 
 #include <cstring>
 
+#include "cxr/data/dataset.hpp"
+
+// Elements pass splits between the meta and lib/cxr by value.
+static_assert(GST_CXR_SPLIT_NONE == static_cast<int>(cxr::data::Split::None) &&
+                  GST_CXR_SPLIT_TRAIN == static_cast<int>(cxr::data::Split::Train) &&
+                  GST_CXR_SPLIT_VAL == static_cast<int>(cxr::data::Split::Val) &&
+                  GST_CXR_SPLIT_TEST == static_cast<int>(cxr::data::Split::Test),
+              "GstCxrSplit mirrors cxr::data::Split");
+
 const gchar *gst_cxr_split_to_string(GstCxrSplit split) {
   switch (split) {
     case GST_CXR_SPLIT_TRAIN: return "train";

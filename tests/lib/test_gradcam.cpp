@@ -342,3 +342,67 @@ TEST_CASE("gradcam: scale_cam", "[gradcam]") {
   cv::Mat m8(2, 2, CV_8U);
   CHECK_THROWS_AS(scale_cam(m8, CamParams{}), cxr::InvalidArgument);
 }
+
+TEST_CASE("gradcam: the target by name, index or kind", "[gradcam]") {
+  cxr::models::ModelCard card;
+  card.name = "chest";
+  card.classes = {"normal", "pneumonia", "7"};
+  CamParams p;
+  resolve_target("", card, p);
+  CHECK(p.target == CamTarget::predicted);
+  resolve_target("positives", card, p);
+  CHECK(p.target == CamTarget::positives);
+  resolve_target("pneumonia", card, p);
+  CHECK(p.target == CamTarget::index);
+  CHECK(p.index == 1);
+  resolve_target("7", card, p);  // a class name wins over an index
+  CHECK(p.index == 2);
+  resolve_target("0", card, p);
+  CHECK(p.target == CamTarget::index);
+  CHECK(p.index == 0);
+  for (const char* bad : {"3", "-1", "1x", "Normal"}) {
+    CHECK_THROWS_WITH(resolve_target(bad, card, p),
+                      Catch::Contains(std::string("target '") + bad) && Catch::Contains("chest (normal, pneumonia, 7)"));
+  }
+}
+
+TEST_CASE("gradcam: the picture of the maps, heatmap and overlay, 8 and 16 bit", "[gradcam]") {
+  const cv::Size size(37, 23);  // odd sizes
+  Cam a, b;
+  a.heatmap = cv::Mat(size, CV_32F, cv::Scalar(0.25f));
+  b.heatmap = cv::Mat(size, CV_32F, cv::Scalar(0.f));
+  b.heatmap(cv::Rect(0, 0, 10, 10)).setTo(1.f);
+  const std::vector<Cam> cams{a, b};
+
+  // Heatmap: the per-pixel maximum of the targets, 0..255.
+  cv::Mat scan8(size, CV_8UC1, cv::Scalar(100));
+  cv::Mat heat(size, CV_8UC1);
+  render_cams(scan8, cams, 0.5, heat);
+  CHECK(heat.at<uint8_t>(0, 0) == 255);
+  CHECK(heat.at<uint8_t>(20, 30) == 64);  // 0.25 * 255 rounded
+
+  // Overlay: the grey scan in RGB blended with the JET colour of the map.
+  cv::Mat big(size.height + 4, size.width + 6, CV_8UC3, cv::Scalar(1, 2, 3));
+  cv::Mat rgb = big(cv::Rect(3, 2, size.width, size.height));  // a ROI: written in place
+  render_cams(scan8, cams, 0.0, rgb);
+  CHECK(rgb.at<cv::Vec3b>(5, 5) == cv::Vec3b(100, 100, 100));  // alpha 0: the scan alone
+  CHECK(big.at<cv::Vec3b>(0, 0) == cv::Vec3b(1, 2, 3));        // outside the ROI untouched
+  render_cams(scan8, cams, 1.0, rgb);
+  CHECK(rgb.at<cv::Vec3b>(0, 0)[0] > 100);  // the hottest pixel is red in RGB order
+  CHECK(rgb.at<cv::Vec3b>(0, 0)[2] < 50);
+  CHECK(rgb.at<cv::Vec3b>(20, 30)[2] > rgb.at<cv::Vec3b>(20, 30)[0]);  // a cool pixel is blue
+
+  // 16-bit scans are shown as value / 257; no map: the grey scan alone.
+  cv::Mat scan16(size, CV_16UC1, cv::Scalar(257 * 40));
+  render_cams(scan16, {}, 0.7, rgb);
+  CHECK(rgb.at<cv::Vec3b>(11, 12) == cv::Vec3b(40, 40, 40));
+
+  cv::Mat wrong_size(size.height, size.width + 1, CV_8UC3);
+  CHECK_THROWS_AS(render_cams(scan8, cams, 0.5, wrong_size), cxr::InvalidArgument);
+  cv::Mat float_scan(size, CV_32FC1, cv::Scalar(0));
+  CHECK_THROWS_AS(render_cams(float_scan, cams, 0.5, rgb), cxr::InvalidArgument);
+  CHECK_THROWS_AS(render_cams(scan8, cams, 1.5, rgb), cxr::InvalidArgument);
+  Cam small;
+  small.heatmap = cv::Mat(cv::Size(4, 4), CV_32F, cv::Scalar(0));
+  CHECK_THROWS_AS(render_cams(scan8, {small}, 0.5, rgb), cxr::InvalidArgument);
+}

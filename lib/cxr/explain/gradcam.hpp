@@ -116,4 +116,16 @@ class GradCam {
 /// Scales a raw map to 0..1 in place as `params` asks.
 void scale_cam(cv::Mat& map, const CamParams& params);
 
+/// Sets params.target (and params.index) from its name as cxrgradcam's `target` takes it:
+/// "predicted" (or ""), "positives", one of the card's class names, or a class index below the
+/// number of classes. Throws cxr::ConfigError naming the card and its classes otherwise.
+void resolve_target(const std::string& target, const cxr::models::ModelCard& card, CamParams& params);
+
+/// The picture of a scan's maps, into `dst` (the scan's size, written in place): CV_8UC1 gets
+/// the targets' per-pixel maximum as 0..255; CV_8UC3 gets the scan in RGB (16-bit shown as
+/// value / 257) with that maximum through OpenCV's JET colour map (blue = low, red = high)
+/// blended over it with weight `alpha` (no map: the grey scan alone). Throws
+/// cxr::InvalidArgument for other scans, pictures, sizes or alphas.
+void render_cams(const cv::Mat& scan, const std::vector<Cam>& cams, double alpha, cv::Mat& dst);
+
 }  // namespace cxr::explain
