@@ -21,14 +21,15 @@
  * queues it, so that the network runs back to back; at most one batch per stream is in flight
  * while the next fills. Without it, the streaming thread waits for each batch.
  *
- * `engine` picks what runs the network. With `engine=auto` (the default) the built-in
- * architectures run on the CPU in fp32 on XNNPACK (cxr/engine/xnn_network.hpp): every BatchNorm
+ * `engine` picks what runs the network. With `engine=auto` (the default) MobileNetV3-Large and
+ * EfficientNet-B1 run on the CPU in fp32 on XNNPACK (cxr/engine/xnn_network.hpp): every BatchNorm
  * folded into its convolution, ReLU and Hardsigmoid fused into the convolution's output clamp,
  * NHWC activations in a few reused buffers, residual adds, Hardswish and SiLU in place, and the
  * weights packed once when the element starts (once more for each stream that runs at the same
- * time). LibTorch runs everything else (CUDA, fp16/bf16, TorchScript cards) and whatever sets
- * `memory-format` to other than auto; `engine=libtorch` asks for it, `engine=xnnpack` refuses to
- * start where XNNPACK cannot run. Both give the same probabilities within float rounding
+ * time). LibTorch runs everything else (CUDA, fp16/bf16, TorchScript cards, and ResNet-34, whose
+ * Winograd and oneDNN layouts measured faster) and whatever sets `memory-format` to other than
+ * auto; `engine=libtorch` asks for it, `engine=xnnpack` runs ResNet-34 on XNNPACK too and refuses
+ * to start where XNNPACK cannot run. Both give the same probabilities within float rounding
  * (tests/parity). The element's INFO log names the engine.
  *
  * With LibTorch on the CPU, `memory-format=auto` (the default) runs the layout remembered for this machine,
@@ -109,7 +110,8 @@ typedef enum {
 static GType gst_cxr_engine_get_type(void) {
   static GType type = 0;
   static const GEnumValue values[] = {
-      {GST_CXR_ENGINE_AUTO, "XNNPACK where it runs (CPU, fp32, built-in architecture, memory-format auto), else LibTorch",
+      {GST_CXR_ENGINE_AUTO,
+       "XNNPACK for mobilenet_v3_large and efficientnet_b1 on the CPU in fp32 with memory-format auto, else LibTorch",
        "auto"},
       {GST_CXR_ENGINE_LIBTORCH, "LibTorch (any device, precision, TorchScript cards)", "libtorch"},
       {GST_CXR_ENGINE_XNNPACK, "XNNPACK: BatchNorm folded, activations fused, weights packed at start (CPU, fp32, "

@@ -254,7 +254,10 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
     if (options.engine == Engine::Xnnpack && !refusal.empty()) {
       throw InvalidArgument(who + ": engine xnnpack needs " + refusal);
     }
-    if (options.engine != Engine::LibTorch && refusal.empty()) {
+    // Auto leaves ResNet-34 to LibTorch: its Winograd and oneDNN layouts (timed by Layout::Auto)
+    // ran it faster than XNNPACK's direct 3x3 convolutions (tests/bench/bench_ort.py).
+    const bool auto_libtorch = options.engine == Engine::Auto && m.card.architecture == "resnet34";
+    if (options.engine != Engine::LibTorch && refusal.empty() && !auto_libtorch) {
       engine::XnnOptions xo;
       xo.height = in.height;
       xo.width = in.width;

@@ -39,9 +39,10 @@ inline std::ostream& operator<<(std::ostream& out, Layout l) { return out << to_
 /// TorchScript cards, fp16/bf16; Grad-CAM and training always use it). XNNPACK
 /// (cxr/engine/xnn_network.hpp) runs the built-in architectures on the CPU in fp32, BatchNorm
 /// folded, activations and residual adds fused, weights packed once (tests/bench/bench_ort.py
-/// measures both engines against ONNX Runtime). Auto takes XNNPACK where it can run (CPU, fp32,
-/// a built-in architecture, BatchNorm folding on, memory format auto, a build with XNNPACK),
-/// else LibTorch.
+/// measures both engines against ONNX Runtime). Auto takes XNNPACK for MobileNetV3-Large and
+/// EfficientNet-B1 where it can run (CPU, fp32, BatchNorm folding on, memory format auto, a
+/// build with XNNPACK), where it measured faster than LibTorch's fastest layout; ResNet-34 and
+/// everything else run on LibTorch (ResNet-34's Winograd and oneDNN layouts measured faster).
 enum class Engine { Auto, LibTorch, Xnnpack };
 
 const char* to_string(Engine e);
