@@ -172,9 +172,12 @@ void BatchRunner::run_batch(std::shared_ptr<Batch> batch) {
       batch->failure = e.what();
     }
   }
-  batch->read.set_value();
+  // Into the outbox before its bank is released: the producer, once it has the bank back,
+  // may rely on the batch being there for whichever thread delivers in turn.
   std::unique_lock<std::mutex> lock(outbox_mutex_);
+  const std::shared_ptr<Batch> self = batch;
   outbox_.emplace(batch->seq, std::move(batch));
+  self->read.set_value();
   if (delivering_) return;
   delivering_ = true;
   for (auto it = outbox_.find(to_deliver_); it != outbox_.end(); it = outbox_.find(to_deliver_)) {
