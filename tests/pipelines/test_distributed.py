@@ -19,7 +19,9 @@ the equivalence run takes small steps (lr 1e-4), so that the weights compare to 
 3. a job killed with SIGKILL after its first epoch and resumed under 2 ranks ends with the
    weights of an uninterrupted 2-rank run;
 4. a rank killed mid-epoch: the other rank ends with a non-zero status within the timeout, with a
-   message naming the dead rank.
+   message naming the dead rank;
+5. a corrupt scan in the train split: its rank runs one step fewer of its own and joins the
+   other's last step with an empty one; the job ends normally with the error counted.
 """
 import csv
 import json
@@ -289,6 +291,31 @@ def main():
             fail("rank 0's error does not name rank 1:\n" + err)
         if took > timeout + 30:
             fail(f"the job took {took:.0f} s to end, more than the {timeout} s timeout allows")
+
+        # 5. One corrupt train scan: 20 scans a rank at batch 19 are 2 steps, 19 are 1.
+        broken = os.path.join(tmp, "broken")
+        for label in ("bacterial", "normal", "viral"):
+            os.makedirs(os.path.join(broken, label))
+            for name in os.listdir(os.path.join(SAMPLES, "pneumonia", label)):
+                os.symlink(os.path.join(SAMPLES, "pneumonia", label, name), os.path.join(broken, label, name))
+        victim_row = next(r for r in csv.DictReader(open(index)) if r["split"] == "train")
+        target = os.path.join(broken, victim_row["path"])
+        os.unlink(target)
+        with open(target, "wb") as f:
+            f.write(b"\xff\xd8\xff\xe0 truncated")
+        toml2 = os.path.join(tmp, "broken.toml")
+        with open(toml2, "w") as f:
+            f.write(PIPELINE.format(data=broken, index=index, size=SIZE))
+        for sync in ("true", "false"):
+            out = os.path.join(tmp, f"short-{sync}")
+            r = cxr_run(toml2, f"output={out}", "batch=19", f"sync={sync}", nproc=2,
+                        env=dict(os.environ, CXR_DIST_TIMEOUT="60"))
+            must(r, f"2 ranks with a corrupt train scan (sync-batchnorm={sync})")
+            row = json.loads(open(os.path.join(out, "metrics.jsonl")).readline())
+            summary = json.load(open(os.path.join(out, "summary.json")))
+            if row["train_scans"] != 39 or summary["scan_errors"] != 1:
+                fail(f"corrupt scan: {row['train_scans']} train scans, {summary['scan_errors']} errors")
+            print(f"a corrupt train scan, sync-batchnorm={sync}: 39 scans trained, 1 error, job ok")
     print("ok")
 
 

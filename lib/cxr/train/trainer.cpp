@@ -294,6 +294,7 @@ struct Trainer::Impl {
   void average_gradients();
   void empty_step();
   void align_steps();
+  int vote(int stepping);
   void gather_phase();
   void connect();
   metrics::Report report() const;
@@ -409,28 +410,40 @@ void Trainer::Impl::average_gradients() {
 }
 
 // A step with no scans of this rank's own, for a rank whose share ran short (scans that failed
-// to decode): it joins the other ranks' collectives (SyncBatchNorm's and the gradients') with a
-// zero contribution and takes the same averaged optimizer step, so the weights stay equal.
+// to decode): it joins the other ranks' collectives with a zero contribution and takes the same
+// averaged optimizer step, so the weights stay equal. With SyncBatchNorm the forward and backward
+// hold collectives too: an empty batch goes through them (its statistics count zero scans);
+// without it no forward runs (BatchNorm would fold the empty batch's NaN statistics into its
+// running buffers).
 void Trainer::Impl::empty_step() {
   model->train();
   optimizer->zero_grad();
-  if (!cfg.sync_batchnorm) {
+  if (cfg.sync_batchnorm) {
+    const int64_t h = size_known ? cfg.input.height : 32, w = size_known ? cfg.input.width : 32;
+    torch::Tensor inputs = torch::zeros({0, cfg.input.channels, h, w}).to(device);
+    (model->forward(inputs).sum() * 0).backward();
+  } else {
     std::vector<torch::Tensor> buffers = model->buffers();
     comm->broadcast(buffers, 0);
   }
-  torch::Tensor inputs = batch.narrow(0, 0, 0).to(device);
-  torch::Tensor logits = model->forward(inputs);
-  (logits.sum() * 0).backward();
   average_gradients();
   optimizer->step();
   ++steps;
 }
 
-// Every rank ends a train phase after the same number of steps.
+// How many ranks take a step of their own now (torch.distributed.algorithms.Join's protocol):
+// every step of a train phase starts with this vote, so that a rank whose share has run out can
+// join the others' steps with empty ones.
+int Trainer::Impl::vote(int stepping) {
+  std::vector<torch::Tensor> v{torch::full({1}, static_cast<int64_t>(stepping), torch::kLong)};
+  comm->allreduce_sum(v);
+  return static_cast<int>(v[0].item<int64_t>());
+}
+
+// Every rank ends a train phase after the same number of steps: until no rank has a step of its
+// own left, this one takes empty ones.
 void Trainer::Impl::align_steps() {
-  int64_t most = steps;
-  for (const auto& s : comm->allgather(std::to_string(steps))) most = std::max<int64_t>(most, std::stoll(s));
-  while (steps < most) empty_step();
+  while (vote(0) > 0) empty_step();
 }
 
 // The phase's scans of every rank, merged on every rank in the order one process would see
@@ -522,6 +535,7 @@ void Trainer::Impl::run_batch() {
   torch::Tensor logits;
   double l = 0;
   if (phase == Phase::Train) {
+    if (comm) vote(1);  // a step of this rank's own (align_steps)
     // DistributedDataParallel's broadcast_buffers: BatchNorm's running statistics follow rank 0
     // (with SyncBatchNorm they are equal on every rank already).
     if (comm && !cfg.sync_batchnorm) {
