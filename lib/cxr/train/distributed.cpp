@@ -33,6 +33,20 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count();
 }
 
+std::chrono::milliseconds timeout_of(const DistOptions& o) {
+  return std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
+}
+
+// A client connection to rank 0's store (the heartbeat and the fault probe use their own).
+c10::intrusive_ptr<c10d::TCPStore> store_client(const DistOptions& o, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(o.master_port);
+  so.isServer = false;
+  so.waitWorkers = false;
+  so.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+}
+
 std::string heartbeat_key(int rank) { return "cxr/heartbeat/" + std::to_string(rank); }
 
 bool loopback(const std::string& addr) {
@@ -50,8 +64,7 @@ std::string message_of(const std::exception& e) {
 using Group = c10d::ProcessGroupGloo;
 
 c10::intrusive_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& store, const DistOptions& o) {
-  auto opts = Group::Options::create(
-      std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000)));
+  auto opts = Group::Options::create(timeout_of(o));
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
     opts->devices.push_back(Group::createDeviceForInterface(ifname));
   else if (loopback(o.master_addr))
@@ -65,13 +78,12 @@ c10::intrusive_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& stor
 class GlooCommunicator final : public Communicator {
  public:
   explicit GlooCommunicator(const DistOptions& o) : o_(o) {
-    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(o.master_port);
     so.isServer = o.rank == 0;
     so.numWorkers = static_cast<size_t>(o.world_size);
     so.waitWorkers = true;
-    so.timeout = timeout;
+    so.timeout = timeout_of(o);
     try {
       store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
     } catch (const std::exception& e) {
@@ -159,12 +171,7 @@ class GlooCommunicator final : public Communicator {
   void heartbeat_loop() {
     c10::intrusive_ptr<c10d::TCPStore> client;
     try {
-      c10d::TCPStoreOptions so;
-      so.port = static_cast<uint16_t>(o_.master_port);
-      so.isServer = false;
-      so.waitWorkers = false;
-      so.timeout = std::chrono::milliseconds(static_cast<int64_t>(o_.timeout_seconds * 1000));
-      client = c10::make_intrusive<c10d::TCPStore>(o_.master_addr, so);
+      client = store_client(o_, timeout_of(o_));
     } catch (const std::exception&) {
       return;  // a store that cannot be reached shows up in the next collective
     }
@@ -189,12 +196,7 @@ class GlooCommunicator final : public Communicator {
     while (true) {
       std::string dead;
       try {
-        c10d::TCPStoreOptions so;
-        so.port = static_cast<uint16_t>(o_.master_port);
-        so.isServer = false;
-        so.waitWorkers = false;
-        so.timeout = std::chrono::milliseconds(3000);
-        auto probe = c10::make_intrusive<c10d::TCPStore>(o_.master_addr, so);
+        auto probe = store_client(o_, std::chrono::milliseconds(3000));
         for (int r = 0; r < o_.world_size; ++r) {
           if (r == o_.rank) continue;
           const std::string key = heartbeat_key(r);
