@@ -11,11 +11,14 @@
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -456,4 +459,34 @@ TEST_CASE("a JPEG 2000 codestream of tiny tiles is refused before OpenJPEG alloc
   REQUIRE(b.size() == 169);
   CHECK_THROWS_WITH(cxr::io::detail::decode_j2k(b.data(), b.size(), DecodeParams{}),
                     Catch::Contains("30354 tiles of 6x95 pixels"));
+}
+
+TEST_CASE("a JPEG frame with a TEM marker before its frame header is refused, not scanned for ever", "[dicom]") {
+  // 1170 bytes (found by fuzzing): the JPEG frame has fill bytes and a TEM marker (FF01) between
+  // its DQT and its SOF. DCMTK 3.6.7 walks the markers for the precision before decoding and
+  // does not advance past TEM, so decode() never returned. It runs here in a thread of its own
+  // with a time limit; should it spin again, that thread is left behind and the test fails.
+  const std::string fuzz = cxrtest::env_or("CXR_SOURCE_ROOT", ".") + "/tests/fuzz";
+  auto decode_within = [](const std::string& path, std::chrono::seconds limit) -> std::string {
+    std::promise<std::string> result;
+    std::future<std::string> done = result.get_future();
+    std::thread([path, r = std::move(result)]() mutable {
+      try {
+        cxr::io::decode_file(path);
+        r.set_value("");
+      } catch (const std::exception& e) {
+        r.set_value(e.what());
+      }
+    }).detach();
+    if (done.wait_for(limit) != std::future_status::ready) return "timeout";
+    return done.get();
+  };
+  const std::string tem = fuzz + "/regressions/dicom/jpeg-tem-marker-before-sof.dcm";
+  REQUIRE(cxrtest::read_file(tem).size() == 1170);
+  const std::string e = decode_within(tem, std::chrono::seconds(20));
+  REQUIRE(e != "timeout");
+  CHECK_THAT(e, Catch::Contains(tem) && Catch::Contains("TEM marker (FF01) at byte 91"));
+  // JPEG frames the walk passes on to DCMTK: baseline, extended (12 bits) and lossless.
+  for (const char* seed : {"jpeg-baseline.dcm", "jpeg-extended.dcm", "jpeg-lossless.dcm"})
+    CHECK(decode_within(fuzz + "/corpus/dicom/" + seed, std::chrono::seconds(20)).empty());
 }

@@ -70,6 +70,12 @@ Codec codec_for(E_TransferSyntax xfer) {
   }
 }
 
+// The transfer syntaxes DCMTK's IJG-based JPEG decoder (dcmjpeg) handles.
+bool is_ijg_jpeg(E_TransferSyntax xfer) {
+  return xfer == EXS_JPEGProcess1 || xfer == EXS_JPEGProcess2_4 || xfer == EXS_JPEGProcess6_8 ||
+         xfer == EXS_JPEGProcess10_12 || xfer == EXS_JPEGProcess14 || xfer == EXS_JPEGProcess14SV1;
+}
+
 std::string get_string(DcmItem* item, const DcmTagKey& key) {
   OFString v;
   if (item->findAndGetOFString(key, v).bad()) return {};
@@ -136,6 +142,54 @@ SequenceLut read_sequence_lut(DcmItem* dataset, const DcmTagKey& seq_key) {
   }
   lut.present = true;
   return lut;
+}
+
+// DCMTK's JPEG decoder (the IJG processes 1 to 14) reads a frame's precision before decoding it
+// by walking the markers of the frame's first fragment (DJCodecDecoder::scanJpegDataForBitDepth).
+// In DCMTK 3.6.7 that walk does not advance past a TEM marker (FF01): a fragment with one
+// before its frame header spins for ever. The same walk runs here first and refuses any step
+// that would not move forward (TEM, or an offset that wraps). Where DCMTK's walk stops (a frame
+// header, an invalid marker, the end), this one stops too and leaves the verdict to DCMTK.
+void check_jpeg_marker_walk(const uint8_t* data, uint32_t length) {
+  if (!data) return;
+  auto u16 = [data](uint32_t at) { return uint32_t(data[at]) << 8 | data[at + 1]; };
+  uint32_t offset = 0;
+  while (offset + 4 < length) {
+    if (data[offset] != 0xFF) return;  // DCMTK: invalid marker, no precision
+    const uint8_t m = data[offset + 1];
+    uint32_t next = offset;
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+      return;  // SOFn: DCMTK has the precision
+    } else if (m == 0xC4 || m == 0xC8 || m == 0xCC || (m >= 0xDA && m <= 0xFE)) {
+      next = offset + u16(offset + 2) + 2;  // a segment with a length
+    } else if ((m >= 0xD0 && m <= 0xD9) || (m > 0x02 && m <= 0xBF)) {
+      next = offset + 2;  // RSTn, SOI, EOI, reserved: no length
+    } else if (m == 0xFF) {
+      next = offset + 1;  // fill byte
+    } else if (m != 0x01) {
+      return;  // 00 or 02: DCMTK: invalid marker
+    }
+    if (next <= offset)
+      throw DecodeError("DICOM: the first frame's JPEG data (" + std::to_string(length) + " bytes) has " +
+                        (m == 0x01 ? std::string("a TEM marker (FF01)") : "a segment running past 4 GB") +
+                        " at byte " + std::to_string(offset) +
+                        " before its frame header (SOF), on which DCMTK's JPEG decoder would loop for ever");
+    offset = next;
+  }
+}
+
+// The fragment DCMTK's JPEG decoder scans for frame 0 (the item after the offset table) goes
+// through check_jpeg_marker_walk; the other frames are never decoded.
+void check_first_jpeg_fragment(DcmPixelData* pixel_data) {
+  E_TransferSyntax xfer;
+  const DcmRepresentationParameter* rep = nullptr;
+  pixel_data->getOriginalRepresentationKey(xfer, rep);
+  DcmPixelSequence* seq = nullptr;
+  if (pixel_data->getEncapsulatedRepresentation(xfer, rep, seq).bad() || !seq || seq->card() < 2) return;
+  DcmPixelItem* item = nullptr;
+  Uint8* bytes = nullptr;
+  if (seq->getItem(item, 1).bad() || !item || item->getUint8Array(bytes).bad()) return;
+  check_jpeg_marker_walk(bytes, item->getLength());
 }
 
 // Concatenates the fragments of the first frame of encapsulated pixel data.
@@ -354,6 +408,7 @@ Image decode_dicom(const uint8_t* data, size_t size, const DecodeParams& params)
     }
     stored.create(rows, cols, bits_allocated == 16 ? CV_MAKETYPE(CV_16U, spp) : CV_MAKETYPE(CV_8U, spp));
     std::vector<uint8_t> buffer(frame_bytes + (frame_bytes & 1));
+    if (is_ijg_jpeg(xfer)) check_first_jpeg_fragment(pixel_data);
     Uint32 start_fragment = 0;
     OFString model;
     cond = pixel_data->getUncompressedFrame(ds, 0, start_fragment, buffer.data(), Uint32(buffer.size()), model);
