@@ -17,6 +17,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #endif
 
 namespace cxr::train {
@@ -75,6 +78,19 @@ c10::intrusive_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& stor
   return c10::make_intrusive<Group>(store, o.rank, o.world_size, opts);
 }
 
+#ifdef USE_C10D_NCCL
+// With a CUDA LibTorch built with NCCL, collectives on CUDA tensors (gradient buckets, the
+// SyncBatchNorm statistics) go through NCCL; Gloo keeps the CPU ones (votes, gathered
+// predictions, byte exchanges). Same constructor shape in 1.13 and 2.x.
+using CudaGroup = c10d::ProcessGroupNCCL;
+
+c10::intrusive_ptr<CudaGroup> make_cuda_group(const c10::intrusive_ptr<c10d::Store>& store, const DistOptions& o) {
+  auto opts = CudaGroup::Options::create();
+  opts->timeout = timeout_of(o);
+  return c10::make_intrusive<CudaGroup>(store, o.rank, o.world_size, opts);
+}
+#endif
+
 class GlooCommunicator final : public Communicator {
  public:
   explicit GlooCommunicator(const DistOptions& o) : o_(o) {
@@ -119,14 +135,14 @@ class GlooCommunicator final : public Communicator {
       std::vector<torch::Tensor> one{flat};
       c10d::BroadcastOptions opts;
       opts.rootRank = root;
-      run("broadcast", [&] { group_->broadcast(one, opts)->wait(); });
+      run("broadcast", [&] { on_group(flat, [&](auto& g) { g.broadcast(one, opts)->wait(); }); });
     });
   }
 
   void allreduce_sum(std::vector<torch::Tensor>& tensors) override {
     for_buckets(tensors, [&](torch::Tensor& flat) {
       std::vector<torch::Tensor> one{flat};
-      run("allreduce", [&] { group_->allreduce(one)->wait(); });
+      run("allreduce", [&] { on_group(flat, [&](auto& g) { g.allreduce(one)->wait(); }); });
     });
   }
 
@@ -221,6 +237,22 @@ class GlooCommunicator final : public Communicator {
     }
   }
 
+  // The group for a tensor's device: NCCL for CUDA tensors where LibTorch has it (made on first
+  // use: every rank reaches it at the same collective), Gloo otherwise.
+  template <class F>
+  void on_group(const torch::Tensor& t, F&& f) {
+#ifdef USE_C10D_NCCL
+    if (t.is_cuda()) {
+      if (!cuda_group_) cuda_group_ = make_cuda_group(c10::make_intrusive<c10d::PrefixStore>("cxr/nccl", store_), o_);
+      f(*cuda_group_);
+      return;
+    }
+#else
+    (void)t;
+#endif
+    f(*group_);
+  }
+
   template <class F>
   void run(const char* what, F&& f) {
     try {
@@ -262,6 +294,9 @@ class GlooCommunicator final : public Communicator {
   DistOptions o_;
   c10::intrusive_ptr<c10d::TCPStore> store_;
   c10::intrusive_ptr<Group> group_;
+#ifdef USE_C10D_NCCL
+  c10::intrusive_ptr<CudaGroup> cuda_group_;
+#endif
   std::thread heartbeat_;
   std::mutex mutex_;
   std::condition_variable cv_;
