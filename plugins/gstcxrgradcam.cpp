@@ -43,8 +43,8 @@
 #include "cxr/error.hpp"
 #include "cxr/explain/gradcam.hpp"
 #include "cxr/models/card.hpp"
-#include "cxr/models/threads.hpp"
 #include "cxr/runtime/cpu.hpp"
+#include "cxr/runtime/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrcammeta.h"
 #include "gst/gstcxrguard.hpp"
@@ -163,8 +163,8 @@ namespace {
 /// Everything C++ of one running element; created in start(), deleted in stop().
 struct CamState {
   // Load, layout timing and every scan's forward and backward run on this one thread: see
-  // cxr::models::ComputeThread for why.
-  std::unique_ptr<cxr::models::ComputeThread> compute;
+  // cxr::runtime::ComputeThread for why.
+  std::unique_ptr<cxr::runtime::ComputeThread> compute;
   std::unique_ptr<cxr::explain::GradCam> cam;
   cxr::explain::CamParams params;  // target resolved against the card
   GstCxrResultModel model;
@@ -308,7 +308,8 @@ static gboolean gst_cxr_gradcam_start(GstBaseTransform* trans) {
     auto st = std::make_unique<CamState>();
     auto card = cxr::models::load_card(model);
     cxr::explain::resolve_target(target, card, params);
-    st->compute = std::make_unique<cxr::models::ComputeThread>(cxr::models::compute_thread_name(GST_OBJECT_NAME(self)));
+    st->compute =
+        std::make_unique<cxr::runtime::ComputeThread>(cxr::runtime::compute_thread_name(GST_OBJECT_NAME(self)));
     st->compute->call([&] { st->cam = std::make_unique<cxr::explain::GradCam>(card, options); });
     st->params = params;
     for (const auto& c : card.classes) st->model.classes.push_back(g_quark_from_string(c.c_str()));

@@ -72,13 +72,13 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/batch_runner.hpp"
-#include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/layout_cache.hpp"
 #include "cxr/models/predictor.hpp"
-#include "cxr/models/threads.hpp"
+#include "cxr/runtime/blas.hpp"
 #include "cxr/runtime/cpu.hpp"
+#include "cxr/runtime/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
@@ -187,7 +187,7 @@ struct InferState {
   std::unique_ptr<cxr::models::Predictor> predictor;
   // Batches, compute threads (one per stream: every LibTorch call of a stream, for the first
   // also the load and the layout timing, runs on its thread, which also pushes its batches'
-  // frames downstream; see cxr::models::ComputeThread for why) and in-order delivery.
+  // frames downstream; see cxr::runtime::ComputeThread for why) and in-order delivery.
   // Declared after the predictor: its threads end before the predictor goes.
   std::unique_ptr<cxr::models::BatchRunner> runner;
   GstCxrResultModel model;
@@ -485,7 +485,7 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
   options.streams = static_cast<int>(self->streams);
   options.layout_cache = self->layout_cache ? self->layout_cache : cxr::models::default_layout_cache();
   options.embeddings = self->embeddings;
-  options.threads = cxr::models::threads_per_stream(static_cast<int>(self->threads), options.streams);
+  options.threads = cxr::runtime::threads_per_stream(static_cast<int>(self->threads), options.streams);
   options.layout = self->memory_format == GST_CXR_MEMORY_FORMAT_CHANNELS_LAST ? cxr::models::Layout::ChannelsLast
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_CONTIGUOUS  ? cxr::models::Layout::Contiguous
                    : self->memory_format == GST_CXR_MEMORY_FORMAT_ONEDNN      ? cxr::models::Layout::OneDnn
@@ -515,14 +515,14 @@ static gboolean gst_cxr_infer_start(GstCxrInfer* self) {
     options.input_banks = static_cast<int>(st->runner->banks());
     const int threads = st->runner->compute(0).call([&] {
       st->predictor = std::make_unique<cxr::models::Predictor>(card, options);
-      return cxr::models::compute_threads();
+      return cxr::runtime::compute_threads();
     });
     for (const auto& c : card.classes) st->model.classes.push_back(g_quark_from_string(c.c_str()));
     st->model.id = card.name;
     st->model.multilabel = card.task == cxr::models::Task::Multilabel;
     gst_segment_init(&st->segment, GST_FORMAT_TIME);
     GST_INFO_OBJECT(self, "engine %s", cxr::models::to_string(st->predictor->engine()));
-    const std::string blas_note = cxr::models::blas_thread_note(threads);
+    const std::string blas_note = cxr::runtime::blas_thread_note(threads);
     if (!blas_note.empty() && st->predictor->device() == "cpu") GST_WARNING_OBJECT(self, "%s", blas_note.c_str());
     GST_INFO_OBJECT(self, "model %s (%s, %zu classes) on %s, batch %zu, %s, %zu stream(s) of %d thread(s), overlap %s",
                     card.name.c_str(), card.architecture.c_str(), card.classes.size(),

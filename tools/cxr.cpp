@@ -5,7 +5,7 @@
 #include <vector>
 #include <string>
 
-#include "cxr/models/blas.hpp"
+#include "cxr/runtime/blas.hpp"
 #include "cxr/runtime/cpu.hpp"
 #include "cxr_config.h"
 
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> runtime_notes = cxr::runtime::prepare_cpu_runtime();
   if (!std::strcmp(argv[1], "--version")) {
     std::printf("cxr %s\n", CXR_VERSION);
-    const auto blas = cxr::models::blas_info();
+    const auto blas = cxr::runtime::blas_info();
     if (!blas.library.empty()) {
       std::printf("BLAS: %s, kernels %s, threads: %s\n", blas.library.c_str(), blas.core.c_str(),
                   blas.threading.c_str());

@@ -38,13 +38,13 @@
 #include <vector>
 
 #include "cxr/engine/xnn_network.hpp"
-#include "cxr/models/allocator.hpp"
-#include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/predictor.hpp"
-#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/runtime/allocator.hpp"
+#include "cxr/runtime/blas.hpp"
+#include "cxr/runtime/threads.hpp"
 
 namespace {
 
@@ -142,8 +142,8 @@ int profile_xnnpack(const std::string& arch, int size, int batch, int threads, i
 
 int raw(const std::string& arch, int size, int batch, int threads, double budget, const std::string& layout,
         int streams = 1) {
-  cxr::models::use_caching_cpu_allocator();  // and its allocator, as the Predictor sets it
-  cxr::models::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
+  cxr::runtime::use_caching_cpu_allocator();   // and its allocator, as the Predictor sets it
+  cxr::runtime::set_compute_threads(threads);  // as cxrinfer's threads property: LibTorch's and OpenBLAS's
   auto net = cxr::models::make_classifier(arch, 3);
   if (layout == "xnnpack") return raw_xnnpack(*net, size, batch, threads, budget, streams);
   const bool channels_last = layout == "channels-last" || layout == "winograd";
@@ -155,7 +155,7 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   std::vector<double> rates(static_cast<size_t>(streams), 0.0);
   std::atomic<int> warm{0};
   auto work = [&](int s) {
-    cxr::models::set_compute_threads(threads);
+    cxr::runtime::set_compute_threads(threads);
     c10::InferenceMode guard;
     auto x = torch::randn({batch, 3, size, size});
     if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
@@ -176,9 +176,9 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   for (auto& t : others) t.join();
   double total = 0;
   for (double r : rates) total += r;
-  const std::string core = cxr::models::blas_info().core;
-  std::cout << "raw " << total << " threads " << at::get_num_threads() << " streams " << streams
-            << " blas " << blas_libraries() << " blas-threads " << cxr::models::blas_threads() << " blas-core "
+  const std::string core = cxr::runtime::blas_info().core;
+  std::cout << "raw " << total << " threads " << at::get_num_threads() << " streams " << streams << " blas "
+            << blas_libraries() << " blas-threads " << cxr::runtime::blas_threads() << " blas-core "
             << (core.empty() ? "-" : core) << "\n";
   return 0;
 }
@@ -336,12 +336,12 @@ int main(int argc, char** argv) {
   gst_init(&argc, &argv);
   // As the plugin does when it loads (the raw forward does not load it): OpenBLAS's kernels for
   // this CPU.
-  const std::string blas_note = cxr::models::tune_blas_core();
+  const std::string blas_note = cxr::runtime::tune_blas_core();
   if (!blas_note.empty()) std::cerr << "bench-infer: " << blas_note << "\n";
   const std::vector<std::string> a(argv + 1, argv + argc);
   try {
     if (a.size() == 1 && a[0] == "blas") {  // what the process runs, after the tuning above
-      const auto blas = cxr::models::blas_info();
+      const auto blas = cxr::runtime::blas_info();
       std::cout << "blas-core " << (blas.core.empty() ? "-" : blas.core) << " tuned "
                 << (blas_note.empty() ? "no" : "yes") << " library " << blas.library << "\n";
       return 0;

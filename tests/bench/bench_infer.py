@@ -46,7 +46,7 @@ def cxr_blas():
 
 # torchvision runs on the kernels gst-cxr runs on, so that the ratio measures our work, not
 # OpenBLAS's choice: on a CPU newer than OpenBLAS, gst-cxr replaces its generic kernels (see
-# cxr/models/blas.hpp), and OpenBLAS reads OPENBLAS_CORETYPE once, when torch loads it. A choice
+# cxr/runtime/blas.hpp), and OpenBLAS reads OPENBLAS_CORETYPE once, when torch loads it. A choice
 # already in the environment holds for both.
 BLAS_CORE, BLAS_TUNED, BLAS_LIBRARY = cxr_blas()
 if BLAS_TUNED and "OPENBLAS_CORETYPE" not in os.environ:

@@ -10,7 +10,7 @@
 #include <opencv2/core.hpp>
 #include <string>
 
-#include "cxr/models/threads.hpp"
+#include "cxr/runtime/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrmeta.h"
 
@@ -107,7 +107,7 @@ inline std::string start_error(GstElement* element, const char* source = "fakesr
 /// The name of the (first) thread on which a cxrinfer or cxrgradcam runs LibTorch.
 inline std::string compute_thread_of(GstElement* element) {
   gchar* name = gst_element_get_name(element);
-  std::string s = cxr::models::compute_thread_name(name);
+  std::string s = cxr::runtime::compute_thread_name(name);
   g_free(name);
   return s;
 }

@@ -18,7 +18,7 @@
 
 #include "cxr/models/card.hpp"
 #include "cxr/models/predictor.hpp"
-#include "cxr/models/threads.hpp"
+#include "cxr/runtime/threads.hpp"
 #include "frameutil.hpp"
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
@@ -289,7 +289,7 @@ TEST_CASE("cxrinfer: LibTorch runs on one thread of the element's, with `threads
     CHECK(at::get_num_threads() == 3);
     // OpenBLAS's thread count is process-wide and follows (where the process runs OpenBLAS, as
     // the project's set-up installs).
-    const int blas = cxr::models::blas_threads();
+    const int blas = cxr::runtime::blas_threads();
     if (blas != -1) CHECK(blas == static_cast<int>(threads));
     gst_harness_teardown(h);
     // The compute thread and its OpenMP workers end with the element's state. (LibTorch's

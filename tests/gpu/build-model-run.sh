@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Builds cxr-model-run on its own: gst-cxr's networks (lib/cxr/models, no OpenCV, GStreamer or
-# DCMTK) and the parity / timing driver, against any LibTorch. For a GPU machine that has a CUDA
-# PyTorch but not the rest of gst-cxr's dependencies; tests/gpu/check_cuda.py runs it.
+# Builds cxr-model-run on its own: gst-cxr's networks (lib/cxr/models and lib/cxr/runtime, no
+# OpenCV, GStreamer or DCMTK) and the parity / timing driver, against any LibTorch. For a GPU
+# machine that has a CUDA PyTorch but not the rest of gst-cxr's dependencies;
+# tests/gpu/check_cuda.py runs it.
 #
 #   tests/gpu/build-model-run.sh OUTDIR [LIBTORCH_DIR]
 #
@@ -30,7 +31,8 @@ for l in torch_cuda c10_cuda; do [ -e "$torch_dir/lib/lib$l.so" ] && libs+=("-l$
 mkdir -p "$out/obj"
 flags=(-O2 -std="$std" -fPIC -pthread -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$root/lib"
        -isystem "$torch_dir/include" -isystem "$torch_dir/include/torch/csrc/api/include")
-sources=("$root"/lib/cxr/models/{classifier,resnet,mobilenet_v3,efficientnet,weights,silu,threads,allocator,winograd,device,blas}.cpp
+sources=("$root"/lib/cxr/models/{classifier,resnet,mobilenet_v3,efficientnet,weights,silu,winograd}.cpp
+         "$root"/lib/cxr/runtime/{threads,allocator,device,blas,cpu}.cpp
          "$root/tests/parity/model_run.cpp")
 echo "build-model-run: LibTorch $major.$minor ($torch_dir), $std, C++11 ABI $abi, ${libs[*]}"
 printf '%s\n' "${sources[@]}" |

@@ -1,15 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The three architectures: shapes, torchvision's state_dict names/shapes/BatchNorm settings (from
 // the parity interpreter at test time), the features/classify split, BatchNorm folding, the
-// compute thread, the caching CPU allocator.
+// predictor's layouts, input banks and streams, Winograd and SiLU.
 #include <torch/torch.h>
 
-#include <pthread.h>
-#include <sys/resource.h>
-
 #include <algorithm>
-#include "cxr_catch.hpp"
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -21,20 +16,18 @@
 #include <string>
 #include <tuple>
 #include <vector>
+#include "cxr_catch.hpp"
 
 #include "cxr/error.hpp"
-#include "cxr/models/allocator.hpp"
-#include "cxr/models/blas.hpp"
 #include "cxr/models/card.hpp"
 #include "cxr/models/classifier.hpp"
-#include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/layout_cache.hpp"
 #include "cxr/models/predictor.hpp"
 #include "cxr/models/silu.hpp"
-#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
 #include "cxr/models/winograd.hpp"
+#include "cxr/runtime/threads.hpp"
 #include "testutil.hpp"
 
 using namespace cxr::models;
@@ -237,46 +230,6 @@ TEST_CASE("models: replace_head keeps the backbone and changes the classes", "[m
 TEST_CASE("models: unknown architecture and class count are refused", "[models]") {
   CHECK_THROWS_WITH(make_classifier("resnet50", 3), Catch::Contains("resnet34, mobilenet_v3_large, efficientnet_b1"));
   CHECK_THROWS_AS(make_classifier("resnet34", 0), cxr::InvalidArgument);
-}
-
-TEST_CASE("models: device names: auto, cpu, cuda, cuda:N, each refusal names the value and why", "[models]") {
-  using Kind = cxr::models::DeviceName::Kind;
-  CHECK(cxr::models::parse_device("").kind == Kind::Auto);
-  CHECK(cxr::models::parse_device("auto").kind == Kind::Auto);
-  CHECK(cxr::models::parse_device("cpu").kind == Kind::Cpu);
-  CHECK(cxr::models::parse_device("cuda").kind == Kind::Cuda);
-  CHECK(cxr::models::parse_device("cuda").index == -1);
-  CHECK(cxr::models::parse_device("cuda:0").index == 0);
-  CHECK(cxr::models::parse_device("cuda:12").index == 12);
-  for (const char* bad : {"cuda:", "cuda:x", "cuda:-1", "cuda:1a", "cuda: 1", "cuda:99999"}) {
-    INFO(bad);
-    CHECK_THROWS_WITH(cxr::models::parse_device(bad),
-                      Catch::Contains(std::string("device '") + bad + "'") && Catch::Contains("expected cuda:N"));
-  }
-  for (const char* bad : {"gpu", "CPU", "cuda0", "mps"}) {
-    INFO(bad);
-    CHECK_THROWS_WITH(cxr::models::parse_device(bad), Catch::Contains("is not one of: auto, cpu, cuda, cuda:N"));
-  }
-
-  CHECK(cxr::models::resolve_device("cpu") == torch::Device(torch::kCPU));
-  // A malformed name is refused the same way on every machine, before CUDA is looked for.
-  CHECK_THROWS_WITH(cxr::models::resolve_device("cuda:x"), Catch::Contains("expected cuda:N"));
-  if (torch::cuda::is_available()) {
-    const int count = static_cast<int>(torch::cuda::device_count());
-    CHECK(cxr::models::resolve_device("auto") == torch::Device(torch::kCUDA, 0));
-    CHECK(cxr::models::resolve_device("cuda") == torch::Device(torch::kCUDA, 0));
-    CHECK(cxr::models::resolve_device("cuda:" + std::to_string(count - 1)) == torch::Device(torch::kCUDA, count - 1));
-    CHECK_THROWS_WITH(cxr::models::resolve_device("cuda:" + std::to_string(count)),
-                      Catch::Contains("only " + std::to_string(count) + " CUDA device(s)"));
-  } else {
-    CHECK(cxr::models::resolve_device("auto") == torch::Device(torch::kCPU));
-    CHECK(cxr::models::resolve_device("") == torch::Device(torch::kCPU));
-    for (const char* name : {"cuda", "cuda:0", "cuda:3"}) {
-      INFO(name);
-      CHECK_THROWS_WITH(cxr::models::resolve_device(name),
-                        Catch::Contains("no CUDA device (this LibTorch is CPU-only or no GPU is present)"));
-    }
-  }
 }
 
 namespace {
@@ -535,7 +488,7 @@ TEST_CASE("models: Predictor input banks: one filled while another runs, same re
 
   // Scans 0-1 in bank 0, 2-3 in bank 1; bank 1 is filled while bank 0 runs on another thread.
   for (size_t i = 0; i < 2; ++i) prepare_input_into(scans[i], card.input, p.slot(i, 0));
-  ComputeThread compute("cxr-test-banks");
+  cxr::runtime::ComputeThread compute("cxr-test-banks");
   auto first = compute.submit([&] { return p.run(2, 0); });
   for (size_t i = 0; i < 2; ++i) prepare_input_into(scans[2 + i], card.input, p.slot(i, 1));
   auto second = compute.submit([&] { return p.run(2, 1); });
@@ -571,8 +524,9 @@ TEST_CASE("models: Predictor runs on several threads at once, each on its own ba
   o.embeddings = true;
   Predictor p(card, o);
   const auto expected = p.predict(scans);
-  std::vector<std::unique_ptr<ComputeThread>> streams;
-  for (size_t s = 0; s < kStreams; ++s) streams.push_back(std::make_unique<ComputeThread>("cxr-test-s" + std::to_string(s)));
+  std::vector<std::unique_ptr<cxr::runtime::ComputeThread>> streams;
+  for (size_t s = 0; s < kStreams; ++s)
+    streams.push_back(std::make_unique<cxr::runtime::ComputeThread>("cxr-test-s" + std::to_string(s)));
   for (int round = 0; round < 3; ++round) {
     std::vector<std::future<std::vector<Prediction>>> runs;
     for (size_t s = 0; s < kStreams; ++s) {
@@ -591,7 +545,7 @@ TEST_CASE("models: Predictor runs on several threads at once, each on its own ba
     }
   }
   // Each compute thread ran with the one thread it was given.
-  for (auto& s : streams) CHECK(s->call([] { return compute_threads(); }) == 1);
+  for (auto& s : streams) CHECK(s->call([] { return cxr::runtime::compute_threads(); }) == 1);
 }
 
 namespace {
@@ -617,10 +571,10 @@ TEST_CASE("models: Winograd convolution equals the direct one, with bias, residu
   CAPTURE(static_cast<int>(gemm), threads);
   if (gemm == WinogradConv::Gemm::Blas) REQUIRE(WinogradConv::have_blas());  // LibTorch's own BLAS is loaded
   struct Restore {
-    int before = compute_threads();
-    ~Restore() { set_compute_threads(before); }
+    int before = cxr::runtime::compute_threads();
+    ~Restore() { cxr::runtime::set_compute_threads(before); }
   } restore;
-  set_compute_threads(threads);
+  cxr::runtime::set_compute_threads(threads);
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 24, 3).padding(1));
   c10::InferenceMode guard;
   const WinogradConv wino(*conv, gemm);
@@ -748,205 +702,4 @@ TEST_CASE("models: vectorised SiLU equals x * sigmoid(x)", "[models]") {
   CHECK(torch::allclose(cxr::models::silu_(trained), expected, 1e-5, 1e-6));
   trained.sum().backward();
   CHECK(leaf.grad().defined());
-}
-
-TEST_CASE("models: BLAS kernels: a core without AVX2 kernels is replaced on a CPU with AVX2", "[models]") {
-  CHECK(better_blas_core("Prescott", true, false) == "Haswell");
-  CHECK(better_blas_core("Prescott", true, true) == "SkylakeX");
-  CHECK(better_blas_core("prescott", true, true) == "SkylakeX");  // OPENBLAS_CORETYPE's spelling
-  CHECK(better_blas_core("Sandybridge", true, false) == "Haswell");
-  CHECK(better_blas_core("Nehalem", false, false).empty());  // the CPU has no better kernels
-  CHECK(better_blas_core("Haswell", true, true).empty());    // OpenBLAS knew the CPU
-  CHECK(better_blas_core("Zen", true, false).empty());
-  CHECK(better_blas_core("SkylakeX", true, true).empty());
-}
-
-TEST_CASE("models: BLAS kernels: switched in place, products still right", "[models]") {
-  bool avx2 = false;
-#if defined(__x86_64__)
-  avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-  tune_blas_core();
-  const BlasInfo tuned = blas_info();
-  const auto a = torch::randn({70, 90}), b = torch::randn({90, 110});
-  const auto expected = torch::mm(a.to(torch::kDouble), b.to(torch::kDouble));
-  const auto product_ok = [&] { return torch::allclose(torch::mm(a, b).to(torch::kDouble), expected, 1e-4, 1e-4); };
-  if (tuned.library.find("DYNAMIC_ARCH") == std::string::npos) {
-    // Not a run-time-dispatching OpenBLAS: nothing to switch.
-    CHECK(set_blas_core("Prescott").empty());
-    CHECK(product_ok());
-    return;
-  }
-  INFO(tuned.library << " core " << tuned.core);
-  const char* chosen = std::getenv("OPENBLAS_CORETYPE");
-  const std::string user_choice = chosen ? chosen : "";
-  if (!chosen) {
-    // After tuning, the kernels are as good as the CPU allows (the user chose none).
-    CHECK(better_blas_core(tuned.core, avx2, false).empty());
-  }
-  CHECK(set_blas_core("Prescott") == "Prescott");
-  CHECK(blas_info().core == "Prescott");
-  CHECK(product_ok());
-  const std::string haswell = set_blas_core("Haswell");
-  if (avx2) {
-    CHECK(haswell == "Haswell");
-  } else {
-    CHECK(haswell != "Haswell");  // OpenBLAS refuses kernels the CPU cannot run
-  }
-  CHECK(product_ok());
-  CHECK(set_blas_core(tuned.core) == tuned.core);
-  CHECK(product_ok());
-  chosen = std::getenv("OPENBLAS_CORETYPE");  // the environment is left as it was
-  CHECK((chosen ? chosen : "") == user_choice);
-}
-
-TEST_CASE("models: threads per stream: as given, or this thread's shared out", "[models]") {
-  CHECK(threads_per_stream(3, 1) == 3);
-  CHECK(threads_per_stream(1, 4) == 1);
-  CHECK(threads_per_stream(0, 1) == 0);  // one stream: LibTorch's own setting stays
-  const int here = at::get_num_threads();  // LibTorch's threads on this thread
-  CHECK(threads_per_stream(0, 2) == std::max(1, here / 2));
-  CHECK(threads_per_stream(0, 2 * here + 1) == 1);  // at least one each
-  CHECK(compute_thread_name("inf") == "inf:torch");
-  CHECK(compute_thread_name("inf", 2) == "inf:torch2");
-  // Linux keeps 15 characters: a long owner is cut so that the stream stays readable.
-  CHECK(compute_thread_name("cxrinfer0") == "cxrinfer0:torch");
-  CHECK(compute_thread_name("cxrinfer12") == "cxrinfer1:torch");
-  CHECK(compute_thread_name("cxrinfer12", 1) == "cxrinfer:torch1");
-  CHECK(compute_thread_name("cxrinfer12", 11) == "cxrinfe:torch11");
-}
-
-TEST_CASE("models: ComputeThread runs every call on its one named thread, in order", "[models]") {
-  std::thread::id ran;
-  {
-    ComputeThread compute("cxr-test-compute-thread");  // longer than a thread name may be
-    CHECK(compute.id() != std::this_thread::get_id());
-    CHECK(compute.call([] { return std::this_thread::get_id(); }) == compute.id());
-    const std::string name = compute.call([] {
-      char buf[32] = {};
-      pthread_getname_np(pthread_self(), buf, sizeof buf);
-      return std::string(buf);
-    });
-    CHECK(name == "cxr-test-comput");
-
-    // Results and exceptions come back to the caller; the thread goes on after a throw.
-    CHECK(compute.call([] { return torch::ones({2, 3}).sum().item<float>(); }) == 6.0f);
-    CHECK_THROWS_AS(compute.call([]() -> int { throw cxr::InvalidArgument("bad scan"); }), cxr::InvalidArgument);
-    CHECK(compute.call([] { return 7; }) == 7);
-
-    // A call from the compute thread itself runs in place instead of waiting for itself.
-    CHECK(compute.call([&] { return compute.call([] { return std::this_thread::get_id(); }); }) == compute.id());
-
-    // Callers on several threads: one call at a time, all on the compute thread.
-    int total = 0;  // touched only on the compute thread
-    int elsewhere = 0;
-    std::vector<std::thread> callers;
-    for (int t = 0; t < 4; ++t) {
-      callers.emplace_back([&] {
-        for (int i = 0; i < 100; ++i) {
-          compute.call([&] {
-            if (std::this_thread::get_id() != compute.id()) ++elsewhere;
-            ++total;
-          });
-        }
-      });
-    }
-    for (auto& c : callers) c.join();
-    CHECK(total == 400);
-    CHECK(elsewhere == 0);
-
-    // submit() returns at once; queued calls run in order after the calls before them, and a
-    // throw reaches the future.
-    std::promise<void> gate;
-    auto held = compute.submit([&] { gate.get_future().wait(); });  // keeps the thread busy
-    std::vector<int> order;
-    std::vector<std::future<int>> results;
-    for (int i = 0; i < 5; ++i) {
-      results.push_back(compute.submit([&order, i] {
-        order.push_back(i);
-        return i * i;
-      }));
-    }
-    auto failed = compute.submit([]() -> int { throw cxr::InvalidArgument("bad batch"); });
-    CHECK(results[4].wait_for(std::chrono::milliseconds(20)) == std::future_status::timeout);
-    gate.set_value();
-    held.get();
-    for (int i = 0; i < 5; ++i) CHECK(results[static_cast<size_t>(i)].get() == i * i);
-    CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
-    CHECK_THROWS_AS(failed.get(), cxr::InvalidArgument);
-    // From the compute thread itself, submit() runs in place.
-    CHECK(compute.call([&] { return compute.submit([] { return std::this_thread::get_id(); }).get(); }) == compute.id());
-    ran = compute.id();
-  }
-  CHECK(ran != std::thread::id());  // destroyed: joined without hanging
-}
-
-TEST_CASE("models: the caching CPU allocator hands out the block of a size freed last", "[models]") {
-  // The one freed last is still in the CPU's caches. Handing out the one freed first instead
-  // cycled a network's activations through every block of their size ever cached: after the
-  // layout timing at start had left a second set, MobileNetV3 ran ~15 % slower on 2 vCPUs.
-  use_caching_cpu_allocator();
-  const int64_t n = (int64_t{3} << 20) + 4096;  // floats; a size no other test uses
-  auto x = torch::empty({n});
-  auto y = torch::empty({n});
-  auto z = torch::empty({n});
-  const void* second = y.data_ptr();
-  const void* last = z.data_ptr();
-  x.reset();
-  y.reset();
-  z.reset();
-  auto a = torch::empty({n});
-  CHECK(a.data_ptr() == last);
-  a.reset();
-  auto b = torch::empty({n});
-  CHECK(b.data_ptr() == last);  // again: freed last
-  auto c = torch::empty({n});
-  CHECK(c.data_ptr() == second);
-}
-
-TEST_CASE("models: the caching CPU allocator hands large blocks out again instead of new pages", "[models]") {
-  use_caching_cpu_allocator();
-  use_caching_cpu_allocator();  // idempotent
-  const int64_t big = int64_t{10} << 20;  // floats: 40 MiB, above glibc's largest mmap threshold
-  auto a = torch::empty({big});
-  a.fill_(1.0f);
-  const void* block = a.data_ptr();
-  const size_t before = cached_cpu_bytes();
-  a.reset();
-  CHECK(cached_cpu_bytes() >= before + static_cast<size_t>(big) * 4);
-
-  // The same size, and one an eighth smaller, get the block back; half the size does not.
-  auto b = torch::empty({big});
-  CHECK(b.data_ptr() == block);
-  b.reset();
-  auto c = torch::empty({big - big / 9});
-  CHECK(c.data_ptr() == block);
-  auto d = torch::empty({big / 2});
-  CHECK(d.data_ptr() != block);
-  c.reset();
-  d.reset();
-
-  // Repeated large temporaries fault no new pages in (40 MiB of fresh pages would be ~10 000).
-  rusage r0{}, r1{};
-  getrusage(RUSAGE_THREAD, &r0);
-  for (int i = 0; i < 5; ++i) {
-    auto t = torch::full({big}, static_cast<float>(i));
-    CHECK(t[big - 1].item<float>() == static_cast<float>(i));
-  }
-  getrusage(RUSAGE_THREAD, &r1);
-  CHECK(r1.ru_minflt - r0.ru_minflt < 1000);
-
-  // Small tensors go to LibTorch's allocator; the cache stays bounded.
-  const size_t cached = cached_cpu_bytes();
-  { auto small = torch::ones({1000}); CHECK(small.sum().item<float>() == 1000.0f); }
-  CHECK(cached_cpu_bytes() == cached);
-  std::vector<const void*> released;
-  {
-    std::vector<torch::Tensor> many;
-    for (int i = 0; i < 6; ++i) many.push_back(torch::empty({int64_t{64} << 20}));  // 256 MiB each, untouched
-    for (auto& t : many) released.push_back(t.data_ptr());
-  }  // released in order: the first ones leave the cache for the last
-  CHECK(cached_cpu_bytes() <= kAllocationCacheMax);
-  auto again = torch::empty({int64_t{64} << 20});
-  CHECK(std::find(released.begin() + 2, released.end(), again.data_ptr()) != released.end());
 }

@@ -13,8 +13,8 @@
 // would use TF32. --time then prints "rate IMG/S": the forward and softmax of the N scans, brought
 // back to the CPU each time, repeated for SECONDS after a warm-up.
 //
-// It needs only the networks (lib/cxr/models: no OpenCV, GStreamer or DCMTK), so
-// tests/gpu/build-model-run.sh builds it alone against any LibTorch.
+// It needs only the networks and their runtime (lib/cxr/models, lib/cxr/runtime: no OpenCV,
+// GStreamer or DCMTK), so tests/gpu/build-model-run.sh builds it alone against any LibTorch.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -24,8 +24,8 @@
 #include <string>
 
 #include "cxr/models/classifier.hpp"
-#include "cxr/models/device.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/runtime/device.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 8) {
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     if (!save.empty()) cxr::models::save_weights(*net, save);
     net->eval();
     if (fold) net->fold_batchnorm();
-    const torch::Device device = cxr::models::resolve_device(device_name);
+    const torch::Device device = cxr::runtime::resolve_device(device_name);
     const torch::ScalarType dtype = precision == "fp32"   ? torch::kFloat
                                     : precision == "fp16" ? torch::kHalf
                                     : precision == "bf16" ? torch::kBFloat16

@@ -12,12 +12,12 @@
 #include <opencv2/core.hpp>
 
 #include "cxr/error.hpp"
-#include "cxr/models/device.hpp"
 #include "cxr/explain/gradcam_torch.hpp"
 #include "cxr/models/input.hpp"
-#include "cxr/models/allocator.hpp"
-#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/runtime/allocator.hpp"
+#include "cxr/runtime/device.hpp"
+#include "cxr/runtime/threads.hpp"
 
 namespace cxr::explain {
 namespace {
@@ -297,10 +297,10 @@ GradCam::GradCam(cxr::models::ModelCard card, const GradCamOptions& options) : i
     throw ConfigError(who + ": Grad-CAM needs one of the built-in architectures (resnet34, mobilenet_v3_large, "
                             "efficientnet_b1), not a TorchScript file");
   }
-  m.device = cxr::models::resolve_device(options.device);
+  m.device = cxr::runtime::resolve_device(options.device);
   // Loading, the layout timing and explain() all run with the threads they were given.
-  cxr::models::set_compute_threads(options.threads);
-  cxr::models::use_caching_cpu_allocator();
+  cxr::runtime::set_compute_threads(options.threads);
+  cxr::runtime::use_caching_cpu_allocator();
   const auto n_classes = static_cast<int64_t>(m.card.classes.size());
   m.net = cxr::models::make_classifier(m.card.architecture, n_classes);
   try {
@@ -347,7 +347,7 @@ CamResult GradCam::explain(const cv::Mat& scan, const CamParams& params) {
     throw InvalidArgument("fixed CAM scaling needs fixed_max > 0");
   }
   cv::Mat prepared = cxr::models::prepare_input(scan, in);  // validates the scan
-  cxr::models::set_compute_threads(m.options.threads);
+  cxr::runtime::set_compute_threads(m.options.threads);
   auto x = m.input(torch::from_blob(prepared.ptr<float>(), {1, in.channels, in.height, in.width}, torch::kFloat)
                        .to(m.device, /*non_blocking=*/false, /*copy=*/true));
 

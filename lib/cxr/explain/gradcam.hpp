@@ -73,7 +73,7 @@ struct GradCamOptions {
   std::string device = "cpu";  ///< auto, cpu, cuda, cuda:N
   /// LibTorch intra-op threads, set on the constructing thread and on the thread that calls
   /// explain() (a GStreamer streaming thread is not the one the application configured); 0
-  /// leaves LibTorch's setting. Keep all calls on one thread (cxr::models::ComputeThread).
+  /// leaves LibTorch's setting. Keep all calls on one thread (cxr::runtime::ComputeThread).
   int threads = 0;
   /// Layout of activations and weights: Contiguous (NCHW), ChannelsLast, or Auto (on the CPU:
   /// the faster for one scan's forward and backward, timed at load, which costs eight such

@@ -41,7 +41,7 @@ BatchRunner::BatchRunner(BatchRunnerOptions options, Hooks hooks)
   if (options_.timeout.count() > 0 && !hooks_.due) throw InvalidArgument("batch runner: a timeout needs `due`");
   bank_free_.resize(options_.streams + 1);  // one more to fill while each stream runs one
   for (size_t i = 0; i < options_.streams; ++i) {
-    compute_.push_back(std::make_unique<ComputeThread>(compute_thread_name(options_.owner, i)));
+    compute_.push_back(std::make_unique<runtime::ComputeThread>(runtime::compute_thread_name(options_.owner, i)));
   }
   if (options_.timeout.count() > 0) timer_ = std::thread([this] { timer_loop(); });
 }

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "cxr/models/predictor.hpp"  // Prediction
-#include "cxr/models/threads.hpp"    // ComputeThread
+#include "cxr/runtime/threads.hpp"   // ComputeThread
 
 namespace cxr::models {
 
@@ -47,7 +47,7 @@ struct BatchRunnerOptions {
   /// A partial batch is due once its first frame waited this long (0: wait for a full batch or
   /// for submit()).
   std::chrono::nanoseconds timeout{0};
-  /// Compute threads are named compute_thread_name(owner, i).
+  /// Compute threads are named runtime::compute_thread_name(owner, i).
   std::string owner = "batch";
 };
 
@@ -93,7 +93,7 @@ class BatchRunner {
   const BatchRunnerOptions& options() const { return options_; }
   /// Compute thread i: LibTorch work that belongs with the batches (loading the network on the
   /// first) runs there.
-  ComputeThread& compute(size_t i = 0) { return *compute_[i]; }
+  runtime::ComputeThread& compute(size_t i = 0) { return *compute_[i]; }
 
   // ---- Stream calls: one thread at a time (the owner serializes them, cxrinfer with the sink
   // pad's stream lock); also submit_due() from the `due` hook.
@@ -144,7 +144,7 @@ class BatchRunner {
 
   BatchRunnerOptions options_;
   Hooks hooks_;
-  std::vector<std::unique_ptr<ComputeThread>> compute_;
+  std::vector<std::unique_ptr<runtime::ComputeThread>> compute_;
   std::atomic<Flow> flow_{kOk};
   bool closed_ = false;
 

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <vector>
 
-#include "cxr/models/blas.hpp"
+#include "cxr/runtime/blas.hpp"
 #include "cxr_config.h"
 
 namespace fs = std::filesystem;
@@ -70,7 +70,7 @@ bool is_layout_name(const std::string& s) {
 
 const std::string& machine_fingerprint() {
   static const std::string fp = [] {
-    const BlasInfo blas = blas_info();
+    const runtime::BlasInfo blas = runtime::blas_info();
     return clean("cpu=" + cpu_fingerprint() + ";torch=" + TORCH_VERSION + ";blas=" +
                  (blas.library.empty() ? "other" : blas.library) + "/" + blas.core + "/" + blas.threading +
                  ";gst-cxr=" + CXR_VERSION);

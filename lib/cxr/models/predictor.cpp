@@ -15,12 +15,12 @@
 #include "cxr/engine/xnn_network.hpp"
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
-#include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
 #include "cxr/models/layout_cache.hpp"
-#include "cxr/models/allocator.hpp"
-#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/runtime/allocator.hpp"
+#include "cxr/runtime/device.hpp"
+#include "cxr/runtime/threads.hpp"
 
 namespace cxr::models {
 namespace {
@@ -212,11 +212,11 @@ Predictor::Predictor(ModelCard card, PredictorOptions options) : impl_(std::make
   if (options.max_batch < 1) throw InvalidArgument("batch size must be >= 1");
   if (options.input_banks < 1) throw InvalidArgument("input banks must be >= 1");
   if (options.threads < 0) throw InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
-  m.device = resolve_device(options.device);
+  m.device = runtime::resolve_device(options.device);
   m.dtype = dtype_of(options.precision);
   // Loading, the probe, the layout timing and run() all run with the threads they were given.
-  set_compute_threads(options.threads);
-  use_caching_cpu_allocator();  // large activations are reused instead of page-faulted anew each batch
+  runtime::set_compute_threads(options.threads);
+  runtime::use_caching_cpu_allocator();  // large activations are reused instead of page-faulted anew each batch
   if (m.dtype != torch::kFloat && !m.device.is_cuda()) {
     throw InvalidArgument(std::string("precision ") + to_string(options.precision) +
                           " needs a CUDA device (device is " + m.device.str() + "); use fp32 on the CPU");
@@ -338,7 +338,7 @@ std::vector<Prediction> Predictor::run(size_t n, size_t bank) {
   if (n == 0) return {};
   if (n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("batch larger than max_batch");
   if (bank >= m.banks.size()) throw InvalidArgument("input bank out of range");
-  set_compute_threads(m.options.threads);
+  runtime::set_compute_threads(m.options.threads);
   c10::InferenceMode guard;
   auto x = m.banks[bank].narrow(0, 0, static_cast<int64_t>(n));
   if (m.device.is_cuda() || m.dtype != torch::kFloat) x = x.to(m.device, m.dtype, /*non_blocking=*/true);

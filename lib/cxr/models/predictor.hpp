@@ -72,7 +72,7 @@ struct PredictorOptions {
   /// LibTorch intra-op threads, set on the thread that constructs (for loading and the
   /// Layout::Auto timing) and on the thread that calls run() (a GStreamer streaming thread is
   /// not the one the application configured); 0 leaves LibTorch's setting. Keep all calls on
-  /// one thread (cxr::models::ComputeThread): see there for why.
+  /// one thread (cxr::runtime::ComputeThread): see there for why.
   int threads = 0;
   /// Engine::Xnnpack refuses what it cannot run (cxr::InvalidArgument); Auto then takes LibTorch.
   Engine engine = Engine::Auto;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "cxr/models/allocator.hpp"
+#include "cxr/runtime/allocator.hpp"
 
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace cxr::models {
+namespace cxr::runtime {
 namespace {
 
 // Sizes are rounded up (to pages below 1 MiB, to 64 KiB above), so that near sizes share blocks.
@@ -121,7 +121,7 @@ CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
 }  // namespace
 
 void use_caching_cpu_allocator() {
-  if (!runtime::caching_allocator_wanted()) return;
+  if (!caching_allocator_wanted()) return;
   static std::once_flag once;
   std::call_once(once, [] {
     // Never destroyed: tensors may outlive any static destructor order.
@@ -132,4 +132,4 @@ void use_caching_cpu_allocator() {
 
 size_t cached_cpu_bytes() { return CachingCpuAllocator::instance ? CachingCpuAllocator::instance->cached() : 0; }
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

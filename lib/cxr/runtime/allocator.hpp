@@ -12,7 +12,7 @@
 
 #include <cstddef>
 
-namespace cxr::models {
+namespace cxr::runtime {
 
 /// Requests of at least this many bytes are cached: glibc's initial mmap threshold. (glibc raises
 /// its threshold when it frees a large mmap()ed block; with those kept here it never does, and
@@ -30,4 +30,4 @@ void use_caching_cpu_allocator();
 /// Bytes of freed blocks held for reuse now (0 before use_caching_cpu_allocator()).
 size_t cached_cpu_bytes();
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

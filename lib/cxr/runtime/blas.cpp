@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "cxr/models/blas.hpp"
+#include "cxr/runtime/blas.hpp"
 
 #include <dlfcn.h>
 #include <strings.h>
@@ -8,7 +8,7 @@
 #include <mutex>
 #include <optional>
 
-namespace cxr::models {
+namespace cxr::runtime {
 namespace {
 
 using GetString = char* (*)();
@@ -134,4 +134,4 @@ std::string tune_blas_core() {
   return said;
 }
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

@@ -13,7 +13,7 @@
 
 #include <string>
 
-namespace cxr::models {
+namespace cxr::runtime {
 
 /// Sets OpenBLAS's (process-wide) thread count; false when the process does not run OpenBLAS.
 bool set_blas_threads(int n);
@@ -50,9 +50,9 @@ std::string set_blas_core(const std::string& core);
 
 /// Once per process (later calls return the first call's answer): when OpenBLAS runs kernels
 /// weaker than the CPU supports and the user has not chosen them (OPENBLAS_CORETYPE unset),
-/// switches to better_blas_core(). Returns a line saying what it did ("" when nothing). Called
-/// where a process starts using gst-cxr (the plugin's registration, the tools' main()), before
-/// any inference runs.
+/// switches to better_blas_core(). Returns a line saying what it did ("" when nothing).
+/// prepare_cpu_runtime() (cpu.hpp) calls it when the first element or tool that computes starts,
+/// before any inference runs.
 std::string tune_blas_core();
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

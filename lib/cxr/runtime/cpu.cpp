@@ -5,8 +5,8 @@
 #include <cstring>
 #include <mutex>
 
-#include "cxr/models/allocator.hpp"
-#include "cxr/models/blas.hpp"
+#include "cxr/runtime/allocator.hpp"
+#include "cxr/runtime/blas.hpp"
 
 namespace cxr::runtime {
 
@@ -21,11 +21,11 @@ std::vector<std::string> prepare_cpu_runtime() {
   std::call_once(once, [&] {
     const char* tune = std::getenv("CXR_TUNE_BLAS");
     if (!(tune && std::strcmp(tune, "off") == 0)) {
-      const std::string blas = models::tune_blas_core();
+      const std::string blas = tune_blas_core();
       if (!blas.empty()) notes.push_back(blas + "; CXR_TUNE_BLAS=off leaves OpenBLAS's own choice");
     }
     if (caching_allocator_wanted()) {
-      models::use_caching_cpu_allocator();
+      use_caching_cpu_allocator();
       notes.push_back("LibTorch's CPU allocator now caches blocks of 128 KiB and more for reuse (up to 1 GiB); "
                       "CXR_CPU_ALLOCATOR=libtorch keeps LibTorch's own");
     }

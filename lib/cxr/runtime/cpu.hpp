@@ -7,8 +7,8 @@
 ///
 /// | choice | what | opt out |
 /// |---|---|---|
-/// | OpenBLAS kernels | the AVX2 / AVX-512 kernels when Debian's OpenBLAS does not recognise the CPU (cxr/models/blas.hpp) | `OPENBLAS_CORETYPE=...` (yours wins) or `CXR_TUNE_BLAS=off` |
-/// | CPU allocator | large blocks cached for reuse (cxr/models/allocator.hpp) | `CXR_CPU_ALLOCATOR=libtorch` |
+/// | OpenBLAS kernels | the AVX2 / AVX-512 kernels when Debian's OpenBLAS does not recognise the CPU (blas.hpp) | `OPENBLAS_CORETYPE=...` (yours wins) or `CXR_TUNE_BLAS=off` |
+/// | CPU allocator | large blocks cached for reuse (allocator.hpp) | `CXR_CPU_ALLOCATOR=libtorch` |
 #include <string>
 #include <vector>
 

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "cxr/models/device.hpp"
+#include "cxr/runtime/device.hpp"
 
 #include <torch/cuda.h>
 
 #include "cxr/error.hpp"
 
-namespace cxr::models {
+namespace cxr::runtime {
 
 DeviceName parse_device(const std::string& name) {
   DeviceName d;
@@ -51,4 +51,4 @@ torch::Device resolve_device(const std::string& name) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace cxr::models {
+namespace cxr::runtime {
 
 /// A device name as written, before asking LibTorch what the machine has.
 struct DeviceName {
@@ -23,4 +23,4 @@ DeviceName parse_device(const std::string& name);
 /// CPU-only or sees no GPU, or when N is not below the number of CUDA devices.
 torch::Device resolve_device(const std::string& name);
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

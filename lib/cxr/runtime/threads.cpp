@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "cxr/models/threads.hpp"
+#include "cxr/runtime/threads.hpp"
 
 #include <ATen/Parallel.h>
 #include <pthread.h>
@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <atomic>
 
-namespace cxr::models {
+namespace cxr::runtime {
 
 void set_compute_threads(int n) {
   if (n <= 0) return;
@@ -58,4 +58,4 @@ void ComputeThread::loop(const std::string& name) {
   }
 }
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

@@ -22,9 +22,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "cxr/models/blas.hpp"  // blas_threads()
+#include "cxr/runtime/blas.hpp"  // blas_threads()
 
-namespace cxr::models {
+namespace cxr::runtime {
 
 /// Sets LibTorch's intra-op threads on this thread and, when the process runs OpenBLAS, its
 /// thread count; n <= 0 leaves both as they are. Cheap when nothing changes.
@@ -103,4 +103,4 @@ class ComputeThread {
   std::thread thread_;  // last: starts after the members it uses
 };
 
-}  // namespace cxr::models
+}  // namespace cxr::runtime

@@ -15,11 +15,11 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
-#include "cxr/models/device.hpp"
 #include "cxr/models/input.hpp"
-#include "cxr/models/allocator.hpp"
-#include "cxr/models/threads.hpp"
 #include "cxr/models/weights.hpp"
+#include "cxr/runtime/allocator.hpp"
+#include "cxr/runtime/device.hpp"
+#include "cxr/runtime/threads.hpp"
 #include "cxr/train/distributed.hpp"
 #include "cxr/train/loop.hpp"
 #include "cxr/train/run_files.hpp"
@@ -314,12 +314,12 @@ void Trainer::Impl::build(Trainer&) {
   multilabel = cfg.task == models::Task::Multilabel;
   if (cfg.name.empty()) cfg.name = cfg.architecture;
   validate(cfg.dist);
-  device = cxr::models::resolve_device(cfg.device);
+  device = cxr::runtime::resolve_device(cfg.device);
   // One GPU per rank on a host, as torchrun's LOCAL_RANK says (unless the device names one).
   if (cfg.dist.distributed() && device.is_cuda() && cfg.device.find(':') == std::string::npos)
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cfg.dist.local_rank));
-  cxr::models::set_compute_threads(cfg.threads);
-  cxr::models::use_caching_cpu_allocator();
+  cxr::runtime::set_compute_threads(cfg.threads);
+  cxr::runtime::use_caching_cpu_allocator();
 
   std::error_code ec;
   fs::create_directories(cfg.output_dir, ec);
