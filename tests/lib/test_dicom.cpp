@@ -430,6 +430,18 @@ TEST_CASE("DICOM nesting is measured before DCMTK parses, and deep nesting refus
     CHECK(overrun == 0);
     CHECK(decode_error(path).find("declares more data than the 14-byte stream holds") != std::string::npos);
   }
+  SECTION("a bare dataset is walked in the encoding DCMTK guesses for it") {
+    // 30 bytes (found by fuzzing) whose first element reads as explicit VR "BI" (no such VR):
+    // DCMTK guesses implicit VR and takes "BIT\xff" as a 4.28 GB length, which it allocated.
+    const std::string path =
+        cxrtest::env_or("CXR_SOURCE_ROOT", ".") + "/tests/fuzz/regressions/dicom/bare-implicit-dataset-declares-4-gb.dcm";
+    const Bytes b = cxrtest::read_file(path);
+    REQUIRE(b.size() == 30);
+    size_t overrun = SIZE_MAX;
+    cxr::io::dicom_nesting_depth(b.data(), b.size(), cxr::io::kMaxDicomNesting, &overrun);
+    CHECK(overrun == 0);
+    CHECK(decode_error(path).find("declares more data than the 30-byte stream holds") != std::string::npos);
+  }
   SECTION("200000 nested sequences are a DecodeError, not a stack overflow") {
     // 4 MB of nesting: DCMTK's recursive parser ran out of stack here, in decode() and in the
     // C-STORE listener's read of a received file.

@@ -15,12 +15,15 @@
 #include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dctag.h>
+#include <dcmtk/dcmdata/dcvr.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -651,6 +654,28 @@ int walk_depth(const Walk& w, size_t pos, bool explicit_vr, int limit, size_t& o
   return deepest;
 }
 
+// A dataset whose transfer syntax no meta header names: the encoding DCMTK 3.6.7 guesses from
+// its first six bytes (DcmItem::checkTransferSyntax), so that the walk reads the lengths DCMTK
+// will read. A tag is valid when the data dictionary knows it; the VR when it is a standard one.
+void guess_syntax(Walk& w, size_t pos, bool& explicit_vr) {
+  w.big = false;
+  explicit_vr = true;
+  if (w.n < pos || w.n - pos < 6) return;
+  const uint8_t* b = w.d + pos;
+  const uint16_t g = uint16_t(b[0] | b[1] << 8), e = uint16_t(b[2] | b[3] << 8);
+  const uint16_t gs = uint16_t(g << 8 | g >> 8), es = uint16_t(e << 8 | e >> 8);
+  const bool little_bad = DcmTag(g, e).error().bad(), big_bad = DcmTag(gs, es).error().bad();
+  bool vr = false;
+  if (std::isalpha(b[4]) && std::isalpha(b[5])) {
+    const char name[3] = {char(b[4]), char(b[5]), 0};
+    vr = DcmVR(name).isStandard();
+  }
+  explicit_vr = vr;
+  if (little_bad && big_bad) return;
+  if (little_bad) w.big = true;
+  else if (!big_bad) w.big = g > 0xff && gs <= 0xff;
+}
+
 std::string trim_uid(const uint8_t* p, size_t n) {
   std::string s(reinterpret_cast<const char*>(p), n);
   while (!s.empty() && (s.back() == '\0' || s.back() == ' ')) s.pop_back();
@@ -667,11 +692,12 @@ int dicom_nesting_depth(const uint8_t* data, size_t size, int limit, size_t* ove
   Walk w{data, size};
   size_t pos = 0;
   bool explicit_vr = true;
-  if (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0) {
-    // File meta information: explicit VR little endian, group 0002; it names the dataset's
-    // transfer syntax.
-    pos = 132;
-    std::string uid;
+  const bool preamble = size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0;
+  std::string uid;
+  if (preamble || (size >= 8 && w.u16(0) == 0x0002)) {
+    // File meta information (DCMTK reads it without the preamble too): explicit VR little
+    // endian, group 0002; it names the dataset's transfer syntax.
+    pos = preamble ? 132 : 0;
     while (size - pos >= 8 && w.u16(pos) == 0x0002) {
       const bool lng = long_length_vr(data[pos + 4], data[pos + 5]);
       if (lng && size - pos < 12) break;
@@ -716,10 +742,8 @@ int dicom_nesting_depth(const uint8_t* data, size_t size, int limit, size_t* ove
       if (inner != SIZE_MAX) over = pos;
       return depth;
     }
-  } else {
-    // A bare dataset: explicit VR when its first element carries one (what DCMTK guesses too).
-    explicit_vr = size >= 6 && data[4] >= 'A' && data[4] <= 'Z' && data[5] >= 'A' && data[5] <= 'Z';
   }
+  if (uid.empty()) guess_syntax(w, pos, explicit_vr);
   return walk_depth(w, pos, explicit_vr, limit, over);
 }
 
