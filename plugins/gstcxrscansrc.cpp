@@ -34,6 +34,7 @@
 #include "cxr/data/sampling.hpp"
 #include "cxr/error.hpp"
 #include "cxr/train/rendezvous.hpp"
+#include "cxr/util/text.hpp"
 #include "gst/gstcxrevents.h"
 #include "gst/gstcxrguard.hpp"
 #include "gst/gstcxrmeta.h"
@@ -93,18 +94,6 @@ GST_ELEMENT_REGISTER_DEFINE(cxrscansrc, "cxrscansrc", GST_RANK_NONE, gst_cxr_sca
 
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-cxr-scan"));
-
-static std::vector<std::string> split_commas(const gchar *s) {
-  std::vector<std::string> out;
-  if (!s) return out;
-  gchar **parts = g_strsplit(s, ",", -1);
-  for (gchar **p = parts; *p; ++p) {
-    gchar *t = g_strstrip(*p);
-    if (*t) out.emplace_back(t);
-  }
-  g_strfreev(parts);
-  return out;
-}
 
 static void gst_cxr_scan_src_set_property(GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec) {
   GstCxrScanSrc *self = GST_CXR_SCAN_SRC(object);
@@ -188,10 +177,10 @@ static gboolean gst_cxr_scan_src_start(GstBaseSrc *src) {
     p.labels = self->labels ? self->labels : "";
     p.path_column = self->path_column ? self->path_column : "";
     p.label_column = self->label_column ? self->label_column : "";
-    p.label_columns = split_commas(self->label_columns);
+    p.label_columns = cxr::util::split_commas(self->label_columns);
     p.patient_column = self->patient_column ? self->patient_column : "";
-    p.classes = split_commas(self->classes);
-    for (auto &e : split_commas(self->extensions)) p.extensions.push_back(e[0] == '.' ? e.substr(1) : e);
+    p.classes = cxr::util::split_commas(self->classes);
+    for (auto &e : cxr::util::split_commas(self->extensions)) p.extensions.push_back(e[0] == '.' ? e.substr(1) : e);
     const std::string split = self->split ? self->split : "";
     const std::string under = self->undersample ? self->undersample : "";
     const guint64 seed = self->seed;

@@ -146,6 +146,11 @@ std::vector<float> parse_floats(const std::string& text, const char* property) {
   return values;
 }
 
+static_assert(GST_CXR_SPLIT_NONE == static_cast<int>(cxr::train::Phase::None) &&
+                  GST_CXR_SPLIT_TRAIN == static_cast<int>(cxr::train::Phase::Train) &&
+                  GST_CXR_SPLIT_VAL == static_cast<int>(cxr::train::Phase::Val) &&
+                  GST_CXR_SPLIT_TEST == static_cast<int>(cxr::train::Phase::Test),
+              "a frame's GstCxrSplit is the trainer's Phase");
 cxr::train::Phase phase_of(GstCxrSplit split) { return static_cast<cxr::train::Phase>(static_cast<int>(split)); }
 
 }  // namespace

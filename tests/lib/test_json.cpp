@@ -5,11 +5,13 @@
 #include "cxr/report/result_row.hpp"
 #include "cxr/util/csv.hpp"
 #include "cxr/util/json.hpp"
+#include "cxr/util/text.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 using cxr::util::JsonObject;
 
@@ -87,6 +89,18 @@ TEST_CASE("csv errors carry file:line", "[csv]") {
   CHECK_THROWS_WITH(cxr::util::parse_csv("a,b\n\"1,2\n", "q.csv"), Catch::Contains("q.csv:2: unterminated"));
   CHECK_THROWS_AS(cxr::util::parse_csv("", "e.csv"), cxr::ConfigError);
   CHECK_THROWS_AS(cxr::util::read_csv("/nonexistent/x.csv"), cxr::IoError);
+}
+
+TEST_CASE("comma lists: items lose the blanks around them, empty items are left out", "[text]") {
+  using cxr::util::split_commas;
+  using List = std::vector<std::string>;
+  CHECK(split_commas(nullptr).empty());
+  CHECK(split_commas("").empty());
+  CHECK(split_commas(" , ,\t").empty());
+  CHECK(split_commas("a, b ,c") == List{"a", "b", "c"});
+  // Every ASCII blank g_strstrip() removes; blanks inside an item stay.
+  CHECK(split_commas("\tpng,\v.jpg\r\n,, dcm\f") == List{"png", ".jpg", "dcm"});
+  CHECK(split_commas("No Finding, Lung Opacity,") == List{"No Finding", "Lung Opacity"});
 }
 
 TEST_CASE("json reader: values, helpers and errors with file and line", "[json]") {

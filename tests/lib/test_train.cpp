@@ -212,6 +212,14 @@ TEST_CASE("train: a resumed run reaches the weights of an uninterrupted one") {
     feed(part, 2, 0, false);
   }
   CHECK_FALSE(same_weights(t / "full/last.pt", t / "part/last.pt"));
+  {
+    // A metrics row that is not JSON stops the resume, naming the file and line.
+    fs::copy(t / "part", t / "broken", fs::copy_options::recursive);
+    std::ofstream(t / "broken/metrics.jsonl", std::ios::app) << "{\"epoch\": 1, \"train_loss\"\n";
+    TrainConfig b = small_config(t / "broken", 3);
+    b.resume = true;
+    CHECK_THROWS_WITH(Trainer(b), Catch::Contains("metrics.jsonl:3") && Catch::Contains("invalid JSON"));
+  }
   TrainConfig c = small_config(t / "part", 3);
   c.resume = true;
   Trainer resumed(c);

@@ -5,10 +5,13 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cxr/error.hpp"
+#include "cxr/explain/feature_table.hpp"
 #include "cxr/explain/tsne.hpp"
+#include "testutil.hpp"
 
 using namespace cxr::explain;
 
@@ -277,4 +280,43 @@ TEST_CASE("tsne handles tiny and degenerate sets", "[tsne]") {
     const TsneResult r = tsne(x, p);  // PCA has no spread: random start instead
     CHECK(cv::checkRange(r.embedding));
   }
+}
+
+TEST_CASE("feature tables: quoted labels, CRLF and a byte order mark; errors name file, line and column", "[tsne]") {
+  cxrtest::TempDir t;
+  t.touch("ok.csv",
+          "\xEF\xBB\xBF"
+          "f0,label,f1\r\n1.5,\"Lung Opacity, left\",-2\r\n\r\n 3 ,\"say \"\"no\"\"\",4e1\r\n");
+  const FeatureTable ok = read_feature_table(t / "ok.csv");
+  REQUIRE(ok.has_label);
+  CHECK(ok.labels == std::vector<std::string>{"Lung Opacity, left", "say \"no\""});
+  REQUIRE(ok.features.rows == 2);
+  REQUIRE(ok.features.cols == 2);
+  CHECK(ok.features.at<double>(0, 0) == 1.5);
+  CHECK(ok.features.at<double>(0, 1) == -2.0);
+  CHECK(ok.features.at<double>(1, 0) == 3.0);
+  CHECK(ok.features.at<double>(1, 1) == 40.0);
+
+  t.touch("plain.csv", "a,b,c\n1,2,3\n4,5,6\n7,8,9\n");
+  const FeatureTable plain = read_feature_table(t / "plain.csv");
+  CHECK_FALSE(plain.has_label);
+  CHECK(plain.labels.empty());
+  CHECK(plain.features.rows == 3);
+  CHECK(plain.features.cols == 3);
+
+  const auto fails = [&](const std::string& text, const std::string& why) {
+    t.touch("bad.csv", text);
+    CHECK_THROWS_WITH(read_feature_table(t / "bad.csv"), Catch::Contains(t / "bad.csv") && Catch::Contains(why));
+  };
+  fails("", ":1: empty CSV");
+  fails("f0,f1\n1,2\n3\n", ":3: 1 fields, the header has 2");
+  fails("f0,f1\n1,2\n\n3,x\n", ":4: column 'f1': expected a finite number, got 'x'");
+  fails("f0,f1\n1,2\n3,2-\n", ":3: column 'f1'");
+  fails("f0,f1\n1,2\n3,nan\n", ":3: column 'f1'");
+  fails("f0,f1\n1,2\n3,\n", ":3: column 'f1'");
+  fails("f0,f1\n1,\"2\n", "unterminated quoted field");
+  fails("label,f0,label\na,1,b\nc,2,d\n", ":1: two 'label' columns");
+  fails("label\na\nb\n", ":1: no feature columns");
+  fails("f0\n1\n", "need at least 2 data rows, got 1");
+  CHECK_THROWS_AS(read_feature_table(t / "missing.csv"), cxr::IoError);
 }

@@ -5,50 +5,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 
 #include "cxr/error.hpp"
+#include "cxr/util/csv.hpp"
 
 namespace cxr::explain {
 
-std::vector<std::string> split_csv_record(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
-
 FeatureTable read_feature_table(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw IoError("cannot open " + path + ": " + std::strerror(errno));
-  std::string line;
-  int line_no = 0;
-  if (!std::getline(in, line)) throw ConfigError(path + ":1: empty file (expected a header row)");
-  ++line_no;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  const std::vector<std::string> header = split_csv_record(line);
+  const util::CsvTable csv = util::read_csv(path);
+  const std::vector<std::string>& header = csv.header;
   int label_col = -1;
   for (size_t c = 0; c < header.size(); ++c)
     if (header[c] == "label") {
@@ -60,14 +25,8 @@ FeatureTable read_feature_table(const std::string& path) {
   FeatureTable t;
   t.has_label = label_col >= 0;
   std::vector<double> values;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    const std::vector<std::string> f = split_csv_record(line);
-    if (f.size() != header.size())
-      throw ConfigError(path + ":" + std::to_string(line_no) + ": " + std::to_string(f.size()) + " fields, header has " +
-                        std::to_string(header.size()));
+  for (size_t r = 0; r < csv.rows.size(); ++r) {
+    const std::vector<std::string>& f = csv.rows[r];
     for (size_t c = 0; c < f.size(); ++c) {
       if (static_cast<int>(c) == label_col) {
         t.labels.push_back(f[c]);
@@ -79,7 +38,7 @@ FeatureTable read_feature_table(const std::string& path) {
       const double v = std::strtod(s, &end);
       while (end && (*end == ' ' || *end == '\t')) ++end;
       if (f[c].empty() || end == s || *end != '\0' || !std::isfinite(v))
-        throw ConfigError(path + ":" + std::to_string(line_no) + ": column '" + header[c] +
+        throw ConfigError(path + ":" + std::to_string(csv.lines[r]) + ": column '" + header[c] +
                           "': expected a finite number, got '" + f[c] + "'");
       values.push_back(v);
     }

@@ -16,11 +16,9 @@ struct FeatureTable {
   bool has_label = false;
 };
 
-/// Splits one CSV record; double-quoted fields may hold commas and doubled quotes.
-std::vector<std::string> split_csv_record(const std::string& line);
-
-/// Reads a feature table. Throws cxr::IoError when the file cannot be opened and
-/// cxr::ConfigError "file:line: what" for a wrong header, row length or value, or fewer than 2 rows.
+/// Reads a feature table (CSV as cxr/util/csv.hpp reads it: quoted fields, CRLF, a UTF-8 BOM).
+/// Throws cxr::IoError when the file cannot be opened and cxr::ConfigError "file:line: what"
+/// for a wrong header, row length or value, or fewer than 2 rows.
 FeatureTable read_feature_table(const std::string& path);
 
 }  // namespace cxr::explain

@@ -5,6 +5,8 @@
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <cmath>
@@ -24,13 +26,15 @@
 #include "cxr/train/loop.hpp"
 #include "cxr/train/run_files.hpp"
 #include "cxr/train/sync_batchnorm.hpp"
+#include "cxr/util/csv.hpp"
 #include "cxr/util/json.hpp"
 
 namespace cxr::train {
 
 namespace fs = std::filesystem;
-using cxr::util::JsonObject;
+using cxr::util::csv_field;
 using cxr::util::json_number;
+using cxr::util::JsonObject;
 
 Optimizer optimizer_from_string(const std::string& s) {
   if (s == "adam") return Optimizer::Adam;
@@ -82,13 +86,6 @@ std::string report_json(const metrics::Report& r) {
     o.add_raw("confusion", json_matrix(r.confusion));
   }
   return o.str();
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 // Scans, targets and outputs seen in one phase.
@@ -510,12 +507,13 @@ void Trainer::Impl::restore() {
   if (best_epoch >= 0 && fs::exists(file("best.pt"))) best_state = models::read_state_dict(file("best.pt"));
   // Metrics rows of the epochs kept; rows of an epoch that did not complete are dropped.
   if (fs::exists(file("metrics.jsonl"))) {
-    std::istringstream in(read_file(file("metrics.jsonl")));
+    const std::string path = file("metrics.jsonl");
+    std::istringstream in(read_file(path));
     std::string line;
-    while (std::getline(in, line)) {
-      const auto at = line.find("\"epoch\":");
-      if (at == std::string::npos) continue;
-      if (std::stoi(line.substr(at + 8)) < done) metric_lines.push_back(line);
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const double epoch = util::json_number_or(util::parse_json(line, path + ":" + std::to_string(n)), "epoch", kNaN);
+      if (epoch < done) metric_lines.push_back(line);  // NaN (no epoch) is not
     }
   }
 }
