@@ -25,55 +25,20 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CXR = os.environ.get("CXR_TOOLS", os.path.join(ROOT, "build", "tools")) + "/cxr"
 DATA = os.environ.get("CXR_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import train_pipeline  # noqa: E402
 
-PIPELINE = """
-description = "data-parallel training benchmark"
-[variables]
-output = "out"
-arch = "mobilenet_v3_large"
-batch = 32
-threads = 2
 
-[[element]]
-factory = "cxrscansrc"
-location = "{data}"
-labels = "{index}"
-label-column = "label_3class"
-seed = 30
-epochs = 1
-shuffle = true
 
-[[element]]
-factory = "cxrdecode"
-
-[[element]]
-factory = "cxrequalize"
-
-[[element]]
-factory = "cxrblur"
-
-[[element]]
-factory = "cxrresize"
-mode = "stretch"
-width = {size}
-height = {size}
-
-[[element]]
-factory = "queue"
-max-size-buffers = 64
-
-[[element]]
-factory = "cxrtrain"
-model = "${{arch}}"
-output-dir = "${{output}}"
-batch-size = "${{batch}}"
-learning-rate = 0.001
-epochs = 1
-mean = 0.481
-std = 0.2373
-seed = 42
-threads = "${{threads}}"
-"""
+def pipeline(data, index, size):
+    return train_pipeline.training_pipeline(
+        "data-parallel training benchmark",
+        variables={"output": "out", "arch": "mobilenet_v3_large", "batch": 32, "threads": 2},
+        scansrc={"location": data, "labels": index, "label-column": "label_3class", "seed": 30, "epochs": 1,
+                 "shuffle": True},
+        train={"model": "${arch}", "output-dir": "${output}", "batch-size": "${batch}", "learning-rate": 0.001,
+               "epochs": 1, "mean": 0.481, "std": 0.2373, "seed": 42, "threads": "${threads}"},
+        size=size, queue={"max-size-buffers": 64})
 
 
 def index(tmp, scans):
@@ -124,7 +89,7 @@ def main():
         idx, n = index(tmp, a.scans)
         toml = os.path.join(tmp, "bench.toml")
         with open(toml, "w") as f:
-            f.write(PIPELINE.format(data=os.path.join(DATA, "pneumonia-train"), index=idx, size=a.size))
+            f.write(pipeline(os.path.join(DATA, "pneumonia-train"), idx, a.size))
         print(f"{n} scans of pneumonia-train at {a.size} px, global batch {a.batch}; "
               f"1 process x {a.threads} threads against {a.nproc} ranks x {a.threads // a.nproc} threads")
         print("| network | side | train s (epoch of these scans) | s per 5036-scan epoch | allreduce s per step | wall s |")

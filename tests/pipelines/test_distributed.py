@@ -38,61 +38,21 @@ TOOLS = os.environ["CXR_TOOLS"]
 PYTHON = os.environ.get("CXR_PYTHON", "/usr/bin/python3")
 CXR = os.path.join(TOOLS, "cxr")
 SIZE = 64
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train_pipeline  # noqa: E402
 
-PIPELINE = """
-description = "data-parallel training test"
-[variables]
-output = "out"
-batch = 32
-epochs = 1
-sync = true
-resume = false
-lr = 0.0001
 
-[[element]]
-factory = "cxrscansrc"
-location = "{data}"
-labels = "{index}"
-label-column = "label"
-seed = 30
-epochs = "${{epochs}}"
-shuffle = true
 
-[[element]]
-factory = "cxrdecode"
-
-[[element]]
-factory = "cxrequalize"
-
-[[element]]
-factory = "cxrblur"
-
-[[element]]
-factory = "cxrresize"
-mode = "stretch"
-width = {size}
-height = {size}
-
-[[element]]
-factory = "queue"
-
-[[element]]
-factory = "cxrtrain"
-model = "resnet34"
-output-dir = "${{output}}"
-batch-size = "${{batch}}"
-optimizer = "sgd"
-momentum = 0.9
-learning-rate = "${{lr}}"
-lr-end = 0
-epochs = "${{epochs}}"
-mean = 0.481
-std = 0.2373
-seed = 42
-threads = 1
-sync-batchnorm = "${{sync}}"
-resume = "${{resume}}"
-"""
+def pipeline(data, index):
+    return train_pipeline.training_pipeline(
+        "data-parallel training test",
+        variables={"output": "out", "batch": 32, "epochs": 1, "sync": True, "resume": False, "lr": 0.0001},
+        scansrc={"location": data, "labels": index, "label-column": "label", "seed": 30, "epochs": "${epochs}",
+                 "shuffle": True},
+        train={"model": "resnet34", "output-dir": "${output}", "batch-size": "${batch}", "optimizer": "sgd",
+               "momentum": 0.9, "learning-rate": "${lr}", "lr-end": 0, "epochs": "${epochs}", "mean": 0.481,
+               "std": 0.2373, "seed": 42, "threads": 1, "sync-batchnorm": "${sync}", "resume": "${resume}"},
+        size=SIZE)
 
 
 def fail(msg):
@@ -235,7 +195,7 @@ def main():
         index = write_index(tmp)
         toml = os.path.join(tmp, "train.toml")
         with open(toml, "w") as f:
-            f.write(PIPELINE.format(data=os.path.join(SAMPLES, "pneumonia"), index=index, size=SIZE))
+            f.write(pipeline(os.path.join(SAMPLES, "pneumonia"), index))
 
         # 1. Two ranks x 16 with SyncBatchNorm = one process x 32.
         one, two = os.path.join(tmp, "one"), os.path.join(tmp, "two")
@@ -337,7 +297,7 @@ def main():
             f.write(b"\xff\xd8\xff\xe0 truncated")
         toml2 = os.path.join(tmp, "broken.toml")
         with open(toml2, "w") as f:
-            f.write(PIPELINE.format(data=broken, index=index, size=SIZE))
+            f.write(pipeline(broken, index))
         for sync in ("true", "false"):
             out = os.path.join(tmp, f"short-{sync}")
             r = cxr_run(toml2, f"output={out}", "batch=19", f"sync={sync}", nproc=2,
