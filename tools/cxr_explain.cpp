@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cxr/error.hpp"
+#include "cxr_cli.hpp"
 #include "cxr_common.hpp"
 #include "cxr_pipeline.hpp"
 
@@ -19,20 +20,22 @@ const char* cxr_help_explain =
     "Exit status: 0 printed, 2 usage or configuration error.";
 
 int cxr_cmd_explain(int argc, char** argv) {
+  cxrtool::PipelineArgs args;
+  bool launch_string = false, no_check = false;
+  CLI::App app;
+  cxrtool::configure(app);
+  cxrtool::add_pipeline_options(app, args);
+  app.add_flag("--launch-string", launch_string);
+  app.add_flag("--no-check", no_check);
   try {
-    cxrtool::PipelineArgs args = cxrtool::parse_pipeline_args(argc, argv);
-    bool launch_string = false, check = true;
-    for (const std::string& o : args.rest) {
-      if (o == "--launch-string") launch_string = true;
-      else if (o == "--no-check") check = false;
-      else throw cxr::InvalidArgument("unknown option '" + o + "'");
-    }
+    if (const auto status = cxrtool::parse(app, argc, argv, "explain", cxr_help_explain)) return *status;
+    cxrtool::reject_unknown(app);
     if (args.file.empty()) {
       std::fprintf(stderr, "usage: cxr explain FILE.toml [--set NAME=VALUE ...]   (cxr explain --help)\n");
       return cxrtool::kExitUsage;
     }
     const cxr::config::Pipeline p = cxr::config::load_pipeline(args.file, args.set);
-    if (check) {
+    if (!no_check) {
       cxrtool::init_gstreamer(nullptr, nullptr);
       cxrtool::check_pipeline(p);
     }

@@ -4,10 +4,11 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <string>
+#include <vector>
 
 #include "cxr/error.hpp"
+#include "cxr_cli.hpp"
 #include "cxr_common.hpp"
 #include "cxr_pipeline.hpp"
 
@@ -22,32 +23,35 @@ const char* cxr_help_launch =
     "that does not build.";
 
 int cxr_cmd_launch(int argc, char** argv) {
-  int progress = -1;
-  int first = 1;
-  for (; first < argc; ++first) {
-    if (!std::strcmp(argv[first], "--progress")) progress = 1;
-    else if (!std::strcmp(argv[first], "--no-progress") || !std::strcmp(argv[first], "-q")) progress = 0;
-    else if (!std::strcmp(argv[first], "--")) { ++first; break; }
-    else break;
-  }
-  if (first >= argc) {
+  bool progress = isatty(STDERR_FILENO) != 0;
+  CLI::App app;
+  cxrtool::configure(app);
+  // Options come before the description; from its first word on, everything is the description.
+  app.prefix_command();
+  app.add_flag("--progress,!--no-progress,!-q", progress);
+  if (const auto status = cxrtool::parse(app, argc, argv, "launch", cxr_help_launch)) return *status;
+  std::vector<std::string> words = app.remaining();
+  if (!words.empty() && words.front() == "--") words.erase(words.begin());
+  if (words.empty()) {
     std::fprintf(stderr, "usage: cxr launch \"DESCRIPTION\"   (cxr launch --help)\n");
     return cxrtool::kExitUsage;
   }
-  if (progress < 0) progress = isatty(STDERR_FILENO) ? 1 : 0;
   cxrtool::init_gstreamer(nullptr, nullptr);
   GstElement* pipeline = nullptr;
-  if (argc - first == 1) {
+  if (words.size() == 1) {
     try {
-      pipeline = cxrtool::parse_launch(argv[first]);
+      pipeline = cxrtool::parse_launch(words.front());
     } catch (const cxr::Error& e) {
       std::fprintf(stderr, "cxr launch: %s\n", e.what());
       return cxrtool::kExitUsage;
     }
   } else {
     // gst_parse_launchv escapes each word as gst-launch-1.0 does.
+    std::vector<const gchar*> argv_words;
+    for (const std::string& w : words) argv_words.push_back(w.c_str());
+    argv_words.push_back(nullptr);
     GError* err = nullptr;
-    pipeline = gst_parse_launchv_full(const_cast<const gchar**>(argv + first), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
+    pipeline = gst_parse_launchv_full(argv_words.data(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
     if (err) {
       std::fprintf(stderr, "cxr launch: cannot build the pipeline: %s\n", err->message);
       g_error_free(err);

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "cxr_pipeline.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -213,33 +211,6 @@ int run_with_summary(GstElement* pipeline, const std::string& command, bool prog
     return kExitPipelineError;
   }
   return kExitOk;
-}
-
-PipelineArgs parse_pipeline_args(int argc, char** argv) {
-  PipelineArgs a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    if (s == "--set" || s == "-s") {
-      if (i + 1 >= argc) throw cxr::InvalidArgument(s + ": missing NAME=VALUE");
-      const auto kv = cxr::config::parse_assignment(argv[++i]);
-      a.set[kv.first] = kv.second;
-    } else if (s.rfind("--set=", 0) == 0) {
-      const auto kv = cxr::config::parse_assignment(s.substr(6));
-      a.set[kv.first] = kv.second;
-    } else if (s == "--progress") {
-      a.progress = 1;
-    } else if (s == "--no-progress" || s == "-q" || s == "--quiet") {
-      a.progress = 0;
-    } else if (!s.empty() && s[0] == '-') {
-      a.rest.push_back(s);
-    } else if (a.file.empty()) {
-      a.file = s;
-    } else {
-      throw cxr::InvalidArgument("unexpected argument '" + s + "'");
-    }
-  }
-  if (a.progress < 0) a.progress = isatty(STDERR_FILENO) ? 1 : 0;
-  return a;
 }
 
 }  // namespace cxrtool

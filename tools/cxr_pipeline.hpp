@@ -34,15 +34,12 @@ std::vector<std::string> pipeline_outputs(GstElement* pipeline);
 /// status. Takes the pipeline.
 int run_with_summary(GstElement* pipeline, const std::string& command, bool progress);
 
-/// Options common to the commands that read a pipeline file: FILE.toml, --set k=v, --progress.
+/// Options common to the commands that read a pipeline file: FILE.toml, --set k=v, --progress
+/// (see add_pipeline_options in cxr_cli.hpp).
 struct PipelineArgs {
   std::string file;
   cxr::config::Variables set;
-  int progress = -1;  ///< -1: when stderr is a terminal
-  std::vector<std::string> rest;  ///< other options, for the command to interpret
+  bool progress = false;  ///< whether stderr is a terminal unless --progress / --no-progress
 };
-
-/// Throws cxr::InvalidArgument on a malformed --set.
-PipelineArgs parse_pipeline_args(int argc, char** argv);
 
 }  // namespace cxrtool

@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "cxr/error.hpp"
+#include "cxr_cli.hpp"
 #include "cxr_common.hpp"
 #include "cxr_nproc.hpp"
 #include "cxr_pipeline.hpp"
@@ -27,40 +29,30 @@ const char* cxr_help_run =
     "Prints one summary line on stdout: 'cxr run: ok: N scans, E errors, S s, R scans/s; output: ...'.\n"
     "Exit status: 0 finished, 1 the pipeline failed while running, 2 usage or configuration error.";
 
-// Takes --nproc N / --nproc=N out of argv; 1 when absent.
-static int take_nproc(int& argc, char** argv) {
-  int nproc = 1;
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    std::string s = argv[i];
-    std::string value;
-    if (s == "--nproc") {
-      if (i + 1 >= argc) throw cxr::InvalidArgument("--nproc: missing N");
-      value = argv[++i];
-    } else if (s.rfind("--nproc=", 0) == 0) {
-      value = s.substr(8);
-    } else {
-      argv[out++] = argv[i];
-      continue;
-    }
-    char* end = nullptr;
-    const long n = std::strtol(value.c_str(), &end, 10);
-    if (value.empty() || *end || n < 1 || n > 1024) throw cxr::InvalidArgument("--nproc: '" + value + "' is not a number of processes (1..1024)");
-    nproc = static_cast<int>(n);
-  }
-  argc = out;
-  argv[argc] = nullptr;
-  return nproc;
+namespace {
+
+int parse_nproc(const std::string& value) {
+  char* end = nullptr;
+  const long n = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end || n < 1 || n > 1024)
+    throw cxr::InvalidArgument("--nproc: '" + value + "' is not a number of processes (1..1024)");
+  return static_cast<int>(n);
 }
+
+}  // namespace
 
 int cxr_cmd_run(int argc, char** argv) {
   cxrtool::PipelineArgs args;
-  GstElement* pipeline = nullptr;
   int nproc = 1;
+  CLI::App app;
+  cxrtool::configure(app);
+  cxrtool::add_pipeline_options(app, args);
+  app.add_option_function<std::string>("--nproc", [&nproc](const std::string& n) { nproc = parse_nproc(n); })
+      ->type_name("N");
+  GstElement* pipeline = nullptr;
   try {
-    nproc = take_nproc(argc, argv);
-    args = cxrtool::parse_pipeline_args(argc, argv);
-    if (!args.rest.empty()) throw cxr::InvalidArgument("unknown option '" + args.rest[0] + "'");
+    if (const auto status = cxrtool::parse(app, argc, argv, "run", cxr_help_run)) return *status;
+    cxrtool::reject_unknown(app);
     if (args.file.empty()) {
       std::fprintf(stderr, "usage: cxr run FILE.toml [--set NAME=VALUE ...]   (cxr run --help)\n");
       return cxrtool::kExitUsage;
@@ -71,7 +63,16 @@ int cxr_cmd_run(int argc, char** argv) {
     pipeline = cxrtool::build_pipeline(p);
     if (nproc > 1) {
       gst_object_unref(pipeline);
-      return cxrtool::run_ranks(nproc, argc, argv);
+      // Every rank runs `cxr run` on the same file and variables (run_ranks quiets all but rank 0).
+      std::vector<std::string> rank_args = {"run", args.file, args.progress ? "--progress" : "--no-progress"};
+      for (const auto& [name, value] : args.set) {
+        rank_args.push_back("--set");
+        rank_args.push_back(name + "=" + value);
+      }
+      std::vector<char*> rank_argv;
+      for (std::string& a : rank_args) rank_argv.push_back(a.data());
+      rank_argv.push_back(nullptr);
+      return cxrtool::run_ranks(nproc, static_cast<int>(rank_args.size()), rank_argv.data());
     }
   } catch (const cxr::Error& e) {
     std::fprintf(stderr, "cxr run: %s\n", e.what());

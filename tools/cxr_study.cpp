@@ -4,9 +4,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "cxr/error.hpp"
 #include "cxr/report/study.hpp"
+#include "cxr_cli.hpp"
 #include "cxr_pipeline.hpp"
 #include "cxr_sweep.hpp"
 
@@ -34,27 +36,22 @@ const char* cxr_help_study =
 int cxr_cmd_study(int argc, char** argv) {
   cxrtool::BatchOptions options;
   options.command = "cxr study";
+  cxrtool::PipelineArgs args;
   std::vector<std::string> only;
-  bool list = false;
-  std::vector<char*> rest = {argv[0]};
+  bool list = false, no_report = false;
   std::vector<cxr::report::StudyRun> runs;
+  CLI::App app;
+  cxrtool::configure(app);
+  cxrtool::add_pipeline_options(app, args);
+  app.add_option("-o,--output", options.output)->type_name("DIR");
+  cxrtool::repeatable(app.add_option("--only", only))->type_name("NAME");
+  app.add_flag("--list", list);
+  app.add_flag("--force", options.force);
+  app.add_flag("--no-report", no_report);
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string s = argv[i];
-      auto value = [&](const std::string& opt) -> std::string {
-        if (i + 1 >= argc) throw cxr::InvalidArgument(opt + ": missing value");
-        return argv[++i];
-      };
-      if (s == "--output" || s == "-o") options.output = value(s);
-      else if (s.rfind("--output=", 0) == 0) options.output = s.substr(9);
-      else if (s == "--only") only.push_back(value(s));
-      else if (s == "--list") list = true;
-      else if (s == "--force") options.force = true;
-      else if (s == "--no-report") options.report = false;
-      else rest.push_back(argv[i]);
-    }
-    const cxrtool::PipelineArgs args = cxrtool::parse_pipeline_args(static_cast<int>(rest.size()), rest.data());
-    if (!args.rest.empty()) throw cxr::InvalidArgument("unknown option '" + args.rest[0] + "'");
+    if (const auto status = cxrtool::parse(app, argc, argv, "study", cxr_help_study)) return *status;
+    cxrtool::reject_unknown(app);
+    options.report = !no_report;
     if (args.file.empty()) {
       std::fprintf(stderr, "usage: cxr study STUDY.toml [--output DIR]   (cxr study --help)\n");
       return cxrtool::kExitUsage;
@@ -63,7 +60,7 @@ int cxr_cmd_study(int argc, char** argv) {
     if (options.output.empty()) options.output = study.output;
     if (options.output.empty()) throw cxr::InvalidArgument(args.file + ": no output folder: give --output DIR");
     options.output_variable = study.output_variable;
-    options.progress = args.progress == 1;
+    options.progress = args.progress;
     options.title = study.description.empty() ? "cxr study: " + fs::path(args.file).filename().string() : study.description;
     for (const auto& r : study.runs) {
       const std::string top = fs::path(r.subdir).begin()->string();

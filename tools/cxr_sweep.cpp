@@ -7,10 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "cxr/error.hpp"
 #include "cxr/report/html.hpp"
 #include "cxr/report/runs.hpp"
+#include "cxr_cli.hpp"
 #include "cxr_common.hpp"
 #include "cxr_pipeline.hpp"
 
@@ -141,28 +143,22 @@ int run_batch(const std::vector<cxr::report::StudyRun>& runs, const BatchOptions
 int cxr_cmd_sweep(int argc, char** argv) {
   cxrtool::BatchOptions options;
   options.command = "cxr sweep";
-  std::string param;
-  std::vector<char*> rest = {argv[0]};
   cxrtool::PipelineArgs args;
+  std::string param;
+  bool no_report = false;
   std::vector<cxr::report::StudyRun> runs;
+  CLI::App app;
+  cxrtool::configure(app);
+  cxrtool::add_pipeline_options(app, args);
+  app.add_option("--param", param)->type_name("NAME=V1,V2,...");
+  app.add_option("-o,--output", options.output)->type_name("DIR");
+  app.add_option("--output-variable", options.output_variable)->type_name("NAME");
+  app.add_flag("--force", options.force);
+  app.add_flag("--no-report", no_report);
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string s = argv[i];
-      auto value = [&](const std::string& opt) -> std::string {
-        if (i + 1 >= argc) throw cxr::InvalidArgument(opt + ": missing value");
-        return argv[++i];
-      };
-      if (s == "--param") param = value(s);
-      else if (s.rfind("--param=", 0) == 0) param = s.substr(8);
-      else if (s == "--output" || s == "-o") options.output = value(s);
-      else if (s.rfind("--output=", 0) == 0) options.output = s.substr(9);
-      else if (s == "--output-variable") options.output_variable = value(s);
-      else if (s == "--force") options.force = true;
-      else if (s == "--no-report") options.report = false;
-      else rest.push_back(argv[i]);
-    }
-    args = cxrtool::parse_pipeline_args(static_cast<int>(rest.size()), rest.data());
-    if (!args.rest.empty()) throw cxr::InvalidArgument("unknown option '" + args.rest[0] + "'");
+    if (const auto status = cxrtool::parse(app, argc, argv, "sweep", cxr_help_sweep)) return *status;
+    cxrtool::reject_unknown(app);
+    options.report = !no_report;
     if (args.file.empty() || param.empty() || options.output.empty()) {
       std::fprintf(stderr, "usage: cxr sweep FILE.toml --param NAME=V1,V2,... --output DIR   (cxr sweep --help)\n");
       return cxrtool::kExitUsage;
@@ -178,7 +174,7 @@ int cxr_cmd_sweep(int argc, char** argv) {
       r.subdir = r.meta.name;
       runs.push_back(std::move(r));
     }
-    options.progress = args.progress == 1;
+    options.progress = args.progress;
     options.title = "cxr sweep: " + fs::path(args.file).filename().string() + " over " + name;
   } catch (const cxr::Error& e) {
     std::fprintf(stderr, "cxr sweep: %s\n", e.what());
