@@ -294,6 +294,46 @@ values = [0.001, 0.01, "0.1", 1]
     out("feature-csv", "plain.csv", "x,y\r\n1,2\r\n3,4\r\n")
 
 
+def listener_seeds():
+    """Byte streams one peer sends the C-STORE listener on one connection (tests/pacs/rawdicom.py
+    builds the PDUs): C-ECHO, C-STORE in one PDV and in fragments, several contexts, an abort."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pacs"))
+    import struct
+    import rawdicom as ul
+    verification = "1.2.840.10008.1.1"
+    release = struct.pack(">BBIxxxx", 5, 0, 4)
+    echo = (ul.implicit_element(0, 0x0002, ul.uid(verification)) + ul.implicit_element(0, 0x0100, struct.pack("<H", 0x30)) +
+            ul.implicit_element(0, 0x0110, struct.pack("<H", 1)) + ul.implicit_element(0, 0x0800, struct.pack("<H", 0x0101)))
+    echo = ul.implicit_element(0, 0, struct.pack("<I", len(echo))) + echo
+    out("listener", "echo.bin", ul.associate_rq(sop_class=verification, xfer=ul.IMPLICIT_LE) + ul.pdata(1, 0x03, echo) + release)
+    uid = "1.2.826.0.1.3680043.2.1143.77"
+    data = ul.dataset(uid)
+    store = ul.pdata(1, 0x03, ul.c_store_rq(ul.SC_CLASS, uid)) + ul.pdata(1, 0x02, data)
+    out("listener", "store.bin", ul.associate_rq() + store + release)
+    # The dataset in three PDVs over two PDUs, then the same instance again.
+    a, b = len(data) // 3, 2 * len(data) // 3
+    pdv = lambda ctl, payload: struct.pack(">IBB", len(payload) + 2, 1, ctl) + payload
+    two = pdv(0x00, data[:a]) + pdv(0x00, data[a:b])
+    frag = (ul.pdata(1, 0x03, ul.c_store_rq(ul.SC_CLASS, uid, 2)) + struct.pack(">BBI", 4, 0, len(two)) + two +
+            ul.pdata(1, 0x02, data[b:]))
+    out("listener", "store-fragments.bin", ul.associate_rq(max_pdu=0) + frag + store + release)
+    # Two presentation contexts (verification, SC in implicit and explicit VR), asynchronous
+    # operations and an SCU/SCP role item in the user information.
+    pc = lambda cid, sop, xfers: ul.item(0x20, struct.pack(">BBBB", cid, 0, 0, 0) + ul.item(0x30, sop.encode()) +
+                                         b"".join(ul.item(0x40, x.encode()) for x in xfers))
+    user = (ul.item(0x51, struct.pack(">I", 32768)) + ul.item(0x52, b"1.2.826.0.1.3680043.2.1143.1") +
+            ul.item(0x53, struct.pack(">HH", 1, 1)) + ul.item(0x54, struct.pack(">H", len(ul.SC_CLASS)) + ul.SC_CLASS.encode() + b"\1\0") +
+            ul.item(0x55, b"FUZZ"))
+    body = (struct.pack(">HH", 1, 0) + b"GSTCXR".ljust(16) + b"SENDER".ljust(16) + bytes(32) + ul.item(0x10, ul.APP_CONTEXT) +
+            pc(1, verification, [ul.IMPLICIT_LE]) + pc(3, ul.SC_CLASS, [ul.IMPLICIT_LE, ul.EXPLICIT_LE]) + ul.item(0x50, user))
+    rq = struct.pack(">BBI", 1, 0, len(body)) + body
+    out("listener", "contexts.bin", rq + ul.pdata(1, 0x03, echo) + ul.pdata(3, 0x03, ul.c_store_rq(ul.SC_CLASS, uid + ".9")) +
+        ul.pdata(3, 0x02, ul.dataset(uid + ".9")) + release)
+    out("listener", "abort.bin", ul.associate_rq() + ul.pdata(1, 0x03, ul.c_store_rq(ul.SC_CLASS, uid)) +
+        ul.pdata(1, 0x00, data[:40]) + struct.pack(">BBIxxBB", 7, 0, 4, 0, 0))
+    out("listener", "associate-only.bin", ul.associate_rq(called="OTHER"))
+
+
 def main():
     tmp = tempfile.mkdtemp()
     try:
@@ -305,6 +345,7 @@ def main():
         dicom_seeds(tmp)
         weights_seeds(tmp)
         text_seeds()
+        listener_seeds()
     finally:
         shutil.rmtree(tmp)
     total = 0
