@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // cxr::io DICOM decoding: reference stored values (pydicom's, from the shared data README),
 // presentation (MONOCHROME1, depth), lossless twins made at test time with DCMTK's tools, and
-// bad files (no pixel data, unsupported transfer syntax, forged size, truncation).
+// bad files (no pixel data, unsupported transfer syntax, forged size, truncation); the C-STORE
+// listener's screening of association requests.
 #include "cxr_catch.hpp"
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -11,6 +12,11 @@
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include "cxr/dicom/instance.hpp"
+#include "cxr/dicom/store_scp.hpp"
 #include "cxr/error.hpp"
 #include "cxr/io/decode.hpp"
 #include "cxr/io/detail.hpp"
@@ -501,4 +508,135 @@ TEST_CASE("a JPEG frame with a TEM marker before its frame header is refused, no
   // JPEG frames the walk passes on to DCMTK: baseline, extended (12 bits) and lossless.
   for (const char* seed : {"jpeg-baseline.dcm", "jpeg-extended.dcm", "jpeg-lossless.dcm"})
     CHECK(decode_within(fuzz + "/corpus/dicom/" + seed, std::chrono::seconds(20)).empty());
+}
+
+namespace {
+
+// An A-ASSOCIATE-RQ (PS3.8 9.3.2) for GSTCXR with one presentation context; `tail` goes into
+// that context after its abstract syntax.
+Bytes associate_rq(const std::string& abstract_syntax, const Bytes& tail = {}) {
+  auto item = [](uint8_t type, const Bytes& body) {
+    Bytes b(4 + body.size());
+    b[0] = type, b[2] = uint8_t(body.size() >> 8), b[3] = uint8_t(body.size());
+    std::copy(body.begin(), body.end(), b.begin() + 4);
+    return b;
+  };
+  auto text = [](const std::string& s) { return Bytes(s.begin(), s.end()); };
+  Bytes pc{1, 0, 0, 0};
+  for (const Bytes& b : {item(0x30, text(abstract_syntax)), item(0x40, text("1.2.840.10008.1.2")), tail})
+    pc.insert(pc.end(), b.begin(), b.end());
+  Bytes body{0, 1, 0, 0};
+  for (const char* ae : {"GSTCXR", "SENDER"}) {
+    const Bytes padded = text((ae + std::string(16, ' ')).substr(0, 16));
+    body.insert(body.end(), padded.begin(), padded.end());
+  }
+  body.resize(body.size() + 32);
+  for (const Bytes& b : {item(0x10, text("1.2.840.10008.3.1.1.1")), item(0x20, pc),
+                         item(0x50, item(0x51, Bytes{0, 0, 0x40, 0}))})
+    body.insert(body.end(), b.begin(), b.end());
+  const uint32_t n = uint32_t(body.size());
+  Bytes pdu(6 + body.size());
+  pdu[0] = 1, pdu[2] = uint8_t(n >> 24), pdu[3] = uint8_t(n >> 16), pdu[4] = uint8_t(n >> 8), pdu[5] = uint8_t(n);
+  std::copy(body.begin(), body.end(), pdu.begin() + 6);
+  return pdu;
+}
+
+// Sends `pdu` to the listener on `port`, half-closes, and returns the first byte of its answer
+// (2 accept, 3 reject), 0 when it closed without one, -1 when nothing listens.
+int answer_to(int port, const Bytes& pdu) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{20, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::send(fd, pdu.data(), pdu.size(), MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  unsigned char first = 0;
+  const bool answered = ::recv(fd, &first, 1, 0) == 1;
+  char sink[4096];
+  while (::recv(fd, sink, sizeof sink, 0) > 0) {
+  }
+  ::close(fd);
+  return answered ? first : 0;
+}
+
+long resident_kb() {
+  long pages = 0, resident = 0;
+  std::ifstream("/proc/self/statm") >> pages >> resident;
+  return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+}  // namespace
+
+TEST_CASE("association requests DCMTK would leak on are refused before it parses them", "[dicom][listener]") {
+  const std::string sc = "1.2.840.10008.5.1.4.1.1.7";
+  // 16000 empty transfer syntaxes, then an abstract syntax of 65 characters: DCMTK 3.6.7 kept
+  // the 16000 list entries of the failed context, about 2 MB per 64 kB request.
+  Bytes many;
+  for (int i = 0; i < 16000; ++i) many.insert(many.end(), {0x40, 0, 0, 0});
+  for (uint8_t c : {0x30, 0x00, 0x00, 0x41}) many.push_back(c);
+  many.insert(many.end(), 65, '1');
+  const Bytes hostile = associate_rq(sc, many);
+  REQUIRE(hostile.size() > 64000);
+  REQUIRE(hostile.size() < 65536 + 100);
+
+  SECTION("the walk over the request") {
+    auto problem = [](const Bytes& pdu) { return cxr::dicom::associate_rq_problem(pdu.data() + 6, pdu.size() - 6); };
+    CHECK(problem(associate_rq(sc)).empty());
+    CHECK_THAT(problem(associate_rq(std::string(65, '1'))), Catch::Contains("a syntax of 65 characters"));
+    CHECK_THAT(problem(hostile), Catch::Contains("a syntax of 65 characters"));
+    CHECK_THAT(problem(associate_rq(sc, Bytes{0x40, 0, 0, 9, '1'})), Catch::Contains("a sub-item of 9 bytes (1 follow)"));
+    Bytes cut = associate_rq(sc);
+    cut.resize(cut.size() - 14);  // the user information item and the context's last 2 bytes
+    const uint32_t n = uint32_t(cut.size() - 6);
+    cut[2] = uint8_t(n >> 24), cut[3] = uint8_t(n >> 16), cut[4] = uint8_t(n >> 8), cut[5] = uint8_t(n);
+    CHECK_THAT(problem(cut), Catch::Contains("declares 54 bytes (52 follow)"));
+    // Short or foreign requests are DCMTK's to refuse: it builds no list for them.
+    CHECK(cxr::dicom::associate_rq_problem(hostile.data() + 6, 60).empty());
+  }
+
+  SECTION("a listener under such requests keeps its memory and serves honest ones") {
+    TempDir tmp;
+    int port = 0;
+    {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof addr;
+      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+      REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+      port = ntohs(addr.sin_port);
+      ::close(fd);
+    }
+    cxr::dicom::ScpParams p;
+    p.port = port;
+    p.inbox = tmp / "inbox";
+    cxr::dicom::StoreScp scp(p, [](const cxr::dicom::InstanceInfo&) {});
+    scp.start();
+    int first = -1;
+    for (int i = 0; i < 100 && first == -1; ++i) {
+      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(50));  // DCMTK binds in its thread
+      first = answer_to(port, associate_rq(sc));
+    }
+    REQUIRE(first == 2);
+    const long before = resident_kb();
+    for (int i = 0; i < 40; ++i) CHECK(answer_to(port, hostile) != 2);
+    const long grown_kb = resident_kb() - before;
+    INFO("resident memory grew by " << grown_kb << " kB over 40 requests of " << hostile.size() << " bytes");
+    CHECK(grown_kb < 16 * 1024);  // DCMTK alone: about 80 MB
+    CHECK(answer_to(port, associate_rq(sc)) == 2);
+    // A request declaring 4 GB is refused unread; the next one is served.
+    Bytes huge{1, 0, 0xFF, 0xFF, 0xFF, 0xF0};
+    huge.resize(70);
+    CHECK(answer_to(port, huge) != 2);
+    CHECK(answer_to(port, associate_rq(sc)) == 2);
+    scp.stop();
+  }
 }

@@ -3,12 +3,15 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/dcmlayer.h>
+#include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/scppool.h>
 #include <dcmtk/dcmnet/scpthrd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -55,7 +59,157 @@ const std::vector<std::string>& accepted_transfer_syntaxes() {
   return xfers;
 }
 
+std::string associate_rq_problem(const uint8_t* body, size_t size) {
+  // parseAssociate's layout (PS3.8 9.3.2): protocol version, reserved, called and calling AE
+  // titles, 32 reserved bytes, then items of type, reserved, 16-bit length. Shorter requests
+  // are refused by DCMTK before it creates any list.
+  constexpr size_t kFixed = 2 + 2 + 16 + 16 + 32;
+  constexpr size_t kUidMax = 64;
+  if (size < kFixed) return {};
+  auto u16 = [body](size_t at) { return size_t(body[at]) << 8 | body[at + 1]; };
+  size_t at = kFixed;
+  while (at < size) {
+    const size_t avail = size - at;
+    const uint8_t type = body[at];
+    if (type != 0x20 && type != 0x21) {
+      // Other items: where DCMTK's parser stops, it frees what it built. The walk goes on
+      // (DCMTK refuses such a request anyway).
+      if (avail < 4 || u16(at + 2) > avail - 4) return {};
+      at += 4 + u16(at + 2);
+      continue;
+    }
+    if (avail < 8) return {};  // refused before the item's list exists
+    const size_t len = u16(at + 2);
+    const std::string where = "the presentation context item at byte " + std::to_string(at + 6);
+    if (len < 4 || len > avail - 4)
+      return where + " declares " + std::to_string(len) + " bytes (" + std::to_string(avail - 4) + " follow)";
+    // An accepting side's refused context has no sub-items to parse.
+    if (type == 0x20 || body[at + 6] == 0) {
+      size_t sub = at + 8, left = len - 4;
+      while (left > 0) {
+        if (left < 4) return where + " ends inside a sub-item header";
+        const uint8_t sub_type = body[sub];
+        const size_t sub_len = u16(sub + 2);
+        if ((sub_type == 0x30 || sub_type == 0x40) && sub_len > kUidMax)
+          return where + " names a syntax of " + std::to_string(sub_len) + " characters (at most 64)";
+        if (sub_len > left - 4)
+          return where + " has a sub-item of " + std::to_string(sub_len) + " bytes (" + std::to_string(left - 4) +
+                 " follow)";
+        sub += 4 + sub_len;
+        left -= 4 + sub_len;
+      }
+    }
+    at += 4 + len;
+  }
+  return {};
+}
+
 namespace {
+
+// The transport connection of every association: it reads the peer's first PDU whole before
+// DCMTK does, and when that is an A-ASSOCIATE-RQ DCMTK would leak on (associate_rq_problem),
+// one larger than kMaxAssociateRq or one not complete within the ACSE timeout, hands DCMTK a
+// PDU header of no known type instead, which its listener refuses by itself. (A read error
+// would not do: DCMTK takes it for a peer that closed, accepts an empty association and gives
+// it a worker, which then counts against max-associations.) After the first PDU, reads go to
+// the socket.
+class ScreenedConnection : public DcmTCPConnection {
+ public:
+  ScreenedConnection(DcmNativeSocketType socket, int timeout_s) : DcmTCPConnection(socket), timeout_s_(timeout_s) {}
+
+  ssize_t read(void* buf, size_t nbyte) override {
+    if (state_ == State::Fresh && !prefetch()) {
+      state_ = State::Refused;
+      first_.assign(6, 0);  // PDU type 0: none
+      served_ = 0;
+    } else if (state_ == State::Fresh) {
+      state_ = State::Serving;
+    }
+    if (state_ == State::Refused && served_ == first_.size()) {
+      errno = ECONNRESET;
+      return -1;
+    }
+    if (served_ < first_.size()) {
+      const size_t n = std::min(nbyte, first_.size() - served_);
+      std::memcpy(buf, first_.data() + served_, n);
+      served_ += n;
+      if (served_ == first_.size()) {
+        std::vector<uint8_t>().swap(first_);
+        served_ = 0;
+      }
+      return ssize_t(n);
+    }
+    return DcmTCPConnection::read(buf, nbyte);
+  }
+
+  OFBool networkDataAvailable(int timeout) override {
+    if (served_ < first_.size() || state_ == State::Refused) return OFTrue;
+    return DcmTCPConnection::networkDataAvailable(timeout);
+  }
+
+ private:
+  enum class State { Fresh, Serving, Refused };
+  // Large enough for 128 presentation contexts of many transfer syntaxes each.
+  static constexpr size_t kMaxAssociateRq = 1 << 20;
+
+  // Appends up to `n` bytes to first_ within the time left; false on timeout or error. At the
+  // end of the stream it returns true with fewer bytes (DCMTK then sees the stream end).
+  bool fill(size_t n, std::chrono::steady_clock::time_point deadline) {
+    const size_t want = first_.size() + n;
+    while (first_.size() < want) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd pfd{getSocket(), POLLIN, 0};
+      const int ready = ::poll(&pfd, 1, int(left.count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return false;
+      uint8_t chunk[16384];
+      const ssize_t got = ::recv(getSocket(), chunk, std::min(sizeof chunk, want - first_.size()), 0);
+      if (got == 0) return true;
+      if (got < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return false;
+      }
+      first_.insert(first_.end(), chunk, chunk + got);
+    }
+    return true;
+  }
+
+  bool prefetch() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s_);
+    if (!fill(6, deadline)) return false;
+    if (first_.size() < 6 || first_[0] != 0x01) return true;  // not a request: DCMTK answers it
+    const uint32_t length = uint32_t(first_[2]) << 24 | uint32_t(first_[3]) << 16 | uint32_t(first_[4]) << 8 | first_[5];
+    std::string problem;
+    if (length > kMaxAssociateRq) {
+      problem = "it declares " + std::to_string(length) + " bytes (at most " + std::to_string(kMaxAssociateRq) + ")";
+    } else {
+      if (!fill(length, deadline)) return false;
+      if (first_.size() < 6 + size_t(length)) return true;  // cut short: DCMTK refuses it
+      problem = associate_rq_problem(first_.data() + 6, length);
+    }
+    if (problem.empty()) return true;
+    DCMNET_WARN("association request refused unparsed: " << problem.c_str());
+    return false;
+  }
+
+  int timeout_s_;
+  State state_ = State::Fresh;
+  std::vector<uint8_t> first_;
+  size_t served_ = 0;
+};
+
+// Hands DCMTK a ScreenedConnection for every accepted socket.
+class ScreenedLayer : public DcmTransportLayer {
+ public:
+  explicit ScreenedLayer(int timeout_s) : timeout_s_(timeout_s) {}
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool) override {
+    return new ScreenedConnection(socket, timeout_s_);
+  }
+
+ private:
+  int timeout_s_;
+};
 
 struct Context {
   ScpParams params;
@@ -173,6 +327,7 @@ void probe_port(int port) {
 struct StoreScp::Impl {
   Context ctx;
   ErrorHandler on_error;
+  std::unique_ptr<ScreenedLayer> layer;  // outlives the pool, which only points to it
   std::unique_ptr<Pool> pool;
   std::thread listener;
   std::mutex mutex;
@@ -213,6 +368,9 @@ void StoreScp::start() {
   cfg.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
   cfg.setDIMSETimeout(static_cast<Uint32>(p.dimse_timeout_s));
   cfg.setACSETimeout(static_cast<Uint32>(p.acse_timeout_s));
+  // Every connection through ScreenedConnection (DCMTK treats any layer as its TLS hook).
+  if (!impl_->layer) impl_->layer = std::make_unique<ScreenedLayer>(p.acse_timeout_s);
+  cfg.setTransportLayer(impl_->layer.get());
   OFList<OFString> xfers;
   for (const auto& x : accepted_transfer_syntaxes()) xfers.push_back(x.c_str());
   for (const auto& c : accepted_sop_classes()) {

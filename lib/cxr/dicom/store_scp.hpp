@@ -4,6 +4,7 @@
 /// place, folder synced) before the sender gets its success response, so an instance the PACS
 /// believes delivered survives a crash. Instances still in the inbox at start are the ones a
 /// previous run received but never finished; the caller re-emits them (leftovers()).
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,13 @@ const std::vector<std::string>& accepted_sop_classes();
 /// The transfer syntaxes accepted: those the decoder reads (implicit/explicit VR little endian,
 /// JPEG baseline/extended/lossless, JPEG-LS, RLE, JPEG 2000).
 const std::vector<std::string>& accepted_transfer_syntaxes();
+
+/// Why DCMTK must not parse this A-ASSOCIATE-RQ (`body`: the PDU after its 6-byte header), or
+/// empty. DCMTK 3.6.7's parser leaks the transfer syntax list of a presentation context item it
+/// fails to parse (a length beyond the item or the PDU, a syntax UID over 64 characters): about
+/// 2 MB per 64 kB request, for good, so a peer repeating it exhausts memory. The listener reads
+/// each connection's request itself first and closes the connection on such an item.
+std::string associate_rq_problem(const uint8_t* body, size_t size);
 
 /// Listens on a background thread; each association is served by its own worker thread (at
 /// most max_associations at once).
