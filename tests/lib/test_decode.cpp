@@ -372,3 +372,32 @@ TEST_CASE("expand_bits replicates bits to the full range", "[decode]") {
   CHECK_THROWS_AS(cxr::io::expand_bits(ten, out, 10, 12), cxr::InvalidArgument);
   CHECK_THROWS_AS(cxr::io::expand_bits(ten, out, 17, 16), cxr::InvalidArgument);
 }
+
+TEST_CASE("expand_bits: 8- or 16-bit in, 8- or 16-bit out, on a non-continuous ROI", "[decode]") {
+  const int in_depth = GENERATE(CV_8U, CV_16U);
+  const int out_bits = GENERATE(8, 16);
+  CAPTURE(in_depth, out_bits);
+  cv::Mat whole(7, 9, in_depth, cv::Scalar(0));
+  cv::Mat roi = whole(cv::Rect(2, 1, 5, 4));
+  REQUIRE_FALSE(roi.isContinuous());
+  const auto value = [](int y, int x) { return (y * 5 + x) % 32; };  // every 5-bit value
+  for (int y = 0; y < roi.rows; ++y)
+    for (int x = 0; x < roi.cols; ++x) {
+      if (in_depth == CV_8U)
+        roi.at<uint8_t>(y, x) = static_cast<uint8_t>(value(y, x));
+      else
+        roi.at<uint16_t>(y, x) = static_cast<uint16_t>(value(y, x));
+    }
+  cv::Mat out;
+  cxr::io::expand_bits(roi, out, 5, out_bits);
+  REQUIRE(out.size() == roi.size());
+  REQUIRE(out.type() == (out_bits == 8 ? CV_8UC1 : CV_16UC1));
+  for (int y = 0; y < roi.rows; ++y)
+    for (int x = 0; x < roi.cols; ++x) {
+      const int v = value(y, x);
+      if (out_bits == 8)
+        CHECK(out.at<uint8_t>(y, x) == ((v << 3) | (v >> 2)));
+      else
+        CHECK(out.at<uint16_t>(y, x) == ((v << 11) | (v << 6) | (v << 1) | (v >> 4)));
+    }
+}

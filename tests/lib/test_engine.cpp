@@ -201,6 +201,28 @@ TEST_CASE("engine: XNNPACK gives torchvision's probabilities on real scans at ba
   }
 }
 
+TEST_CASE("engine: a batch outside 1..max_batch is refused by run() and profile() alike", "[engine]") {
+  auto net = make_classifier("mobilenet_v3_large", 2);
+  net->eval();
+  cxr::engine::XnnOptions o;
+  o.height = o.width = 64;
+  o.max_batch = 2;
+  cxr::engine::XnnNetwork engine(*net, o);
+  std::vector<float> x(size_t{3} * 3 * 64 * 64, 0.5f), logits(size_t{3} * 2);
+  for (size_t n : {size_t{0}, size_t{3}}) {
+    INFO(n);
+    const std::string why = "batch of " + std::to_string(n) + " outside 1..2";
+    CHECK_THROWS_WITH(engine.run(x.data(), n, logits.data()), Catch::Contains(why));
+    CHECK_THROWS_WITH(engine.profile(x.data(), n, 1), Catch::Contains(why));
+  }
+  // A refusal leaves the engine as it was; each run gives its context back for the next.
+  engine.run(x.data(), 2, logits.data());
+  std::vector<float> again(logits.size());
+  engine.run(x.data(), 2, again.data());
+  CHECK(again == logits);
+  CHECK(engine.profile(x.data(), 2, 1).size() > 1);
+}
+
 TEST_CASE("engine: embeddings equal the LibTorch path's; xnnpack refused where it cannot run", "[engine]") {
   cxrtest::TempDir tmp;
   ModelCard card;

@@ -630,6 +630,23 @@ struct XnnNetwork::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     idle.push_back(std::move(c));
   }
+
+  /// A context for one run of a batch of n (checked: 1..max_batch), back among the idle ones when
+  /// the lease ends, also when the run throws.
+  struct Lease {
+    Impl& m;
+    std::unique_ptr<Context> c;
+    Lease(Impl& impl, size_t n) : m(impl) {
+      if (n < 1 || n > static_cast<size_t>(m.options.max_batch)) {
+        throw InvalidArgument("XNNPACK engine: batch of " + std::to_string(n) + " outside 1.." +
+                              std::to_string(m.options.max_batch));
+      }
+      c = m.acquire();
+    }
+    ~Lease() { m.release(std::move(c)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+  };
 };
 
 XnnNetwork::XnnNetwork(const models::ClassifierImpl& net, XnnOptions options) : impl_(std::make_unique<Impl>()) {
@@ -656,16 +673,8 @@ size_t XnnNetwork::embedding_size() const { return impl_->embedding; }
 
 void XnnNetwork::run(const float* input, size_t n, float* logits, float* embedding) {
   Impl& m = *impl_;
-  if (n < 1 || n > static_cast<size_t>(m.options.max_batch)) {
-    throw InvalidArgument("XNNPACK engine: batch of " + std::to_string(n) + " outside 1.." +
-                          std::to_string(m.options.max_batch));
-  }
-  auto c = m.acquire();
-  struct Back {
-    Impl& m;
-    std::unique_ptr<Context>& c;
-    ~Back() { m.release(std::move(c)); }
-  } back{m, c};
+  Impl::Lease lease(m, n);
+  auto& c = lease.c;
   m.setup(*c, n);
   m.load_input(*c, input, n);
   for (size_t i = 0; i < m.plan.layers.size(); ++i) m.run_layer(*c, i, n);
@@ -675,14 +684,9 @@ void XnnNetwork::run(const float* input, size_t n, float* logits, float* embeddi
 
 std::vector<LayerTime> XnnNetwork::profile(const float* input, size_t n, int repeats) {
   Impl& m = *impl_;
-  if (n < 1 || n > static_cast<size_t>(m.options.max_batch)) throw InvalidArgument("XNNPACK engine: batch out of range");
   using Clock = std::chrono::steady_clock;
-  auto c = m.acquire();
-  struct Back {
-    Impl& m;
-    std::unique_ptr<Context>& c;
-    ~Back() { m.release(std::move(c)); }
-  } back{m, c};
+  Impl::Lease lease(m, n);
+  auto& c = lease.c;
   m.setup(*c, n);
   std::vector<LayerTime> times(m.plan.layers.size() + 1);
   times[0].name = "input (NCHW to NHWC)";

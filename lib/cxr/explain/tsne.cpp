@@ -452,6 +452,21 @@ void random_init(int n, std::uint64_t seed, std::vector<double>& y) {
 
 // --- gradients ------------------------------------------------------------------------------------
 
+double sum(const std::vector<double>& v) {
+  double total = 0.0;
+  for (double x : v) total += x;
+  return total;
+}
+
+// Where the gradient's parts meet: 4 (attraction - repulsion / Z), attraction already in grad,
+// Z summed from its parts per row. Returns Z.
+double join_gradient(const std::vector<double>& z_rows, const std::vector<double>& repulsion,
+                     std::vector<double>& grad) {
+  const double z = sum(z_rows);
+  for (size_t c = 0; c < grad.size(); ++c) grad[c] = 4.0 * (grad[c] - repulsion[c] / z);
+  return z;
+}
+
 /// Computes the KL gradient (into grad, 2N interleaved) of the embedding y, P scaled by
 /// `exaggeration`; returns the KL divergence when `want_kl`, else 0.
 class Objective {
@@ -516,9 +531,7 @@ class ExactObjective : public Objective {
       rep_[static_cast<size_t>(i) * 2 + 1] = total(r1);
       z_[static_cast<size_t>(i)] = total(zz);
     });
-    double z = 0.0;
-    for (double v : z_) z += v;
-    for (size_t c = 0; c < grad.size(); ++c) grad[c] = 4.0 * (grad[c] - rep_[c] / z);
+    const double z = join_gradient(z_, rep_, grad);
     if (!want_kl) return 0.0;
     parallel_rows(pool_, n, [&](int i) {
       const double yi0 = y[static_cast<size_t>(i) * 2], yi1 = y[static_cast<size_t>(i) * 2 + 1];
@@ -533,9 +546,7 @@ class ExactObjective : public Objective {
       }
       kl_[static_cast<size_t>(i)] = kl;
     });
-    double kl = 0.0;
-    for (double v : kl_) kl += v;
-    return kl;
+    return sum(kl_);
   }
 
  private:
@@ -656,9 +667,7 @@ class BarnesHutObjective : public Objective {
       grad[static_cast<size_t>(i) * 2] = ex * a0;
       grad[static_cast<size_t>(i) * 2 + 1] = ex * a1;
     });
-    double z = 0.0;
-    for (double v : z_) z += v;
-    for (size_t c = 0; c < grad.size(); ++c) grad[c] = 4.0 * (grad[c] - rep_[c] / z);
+    const double z = join_gradient(z_, rep_, grad);
     if (!want_kl) return 0.0;
     parallel_rows(pool_, n, [&](int i) {
       const double yi0 = y[static_cast<size_t>(i) * 2], yi1 = y[static_cast<size_t>(i) * 2 + 1];
@@ -672,9 +681,7 @@ class BarnesHutObjective : public Objective {
       }
       kl_[static_cast<size_t>(i)] = kl;
     });
-    double kl = 0.0;
-    for (double v : kl_) kl += v;
-    return kl;
+    return sum(kl_);
   }
 
  private:

@@ -105,26 +105,20 @@ void expand_bits(const cv::Mat& src, cv::Mat& dst, int bits, int out_bits) {
   }
   const uint32_t mask = uint32_t(n - 1);
   cv::Mat out(src.size(), out_bits == 8 ? CV_8UC1 : CV_16UC1);
-  for (int y = 0; y < src.rows; ++y) {
-    if (src.depth() == CV_8U) {
-      const uint8_t* s = src.ptr<uint8_t>(y);
-      if (out_bits == 8) {
-        uint8_t* d = out.ptr<uint8_t>(y);
-        for (int x = 0; x < src.cols; ++x) d[x] = uint8_t(lut[s[x] & mask]);
-      } else {
-        uint16_t* d = out.ptr<uint16_t>(y);
-        for (int x = 0; x < src.cols; ++x) d[x] = lut[s[x] & mask];
-      }
-    } else {
-      const uint16_t* s = src.ptr<uint16_t>(y);
-      if (out_bits == 8) {
-        uint8_t* d = out.ptr<uint8_t>(y);
-        for (int x = 0; x < src.cols; ++x) d[x] = uint8_t(lut[s[x] & mask]);
-      } else {
-        uint16_t* d = out.ptr<uint16_t>(y);
-        for (int x = 0; x < src.cols; ++x) d[x] = lut[s[x] & mask];
-      }
+  // One loop for the four pairs of 8- / 16-bit input and output.
+  const auto map = [&](auto in_type, auto out_type) {
+    using In = decltype(in_type);
+    using Out = decltype(out_type);
+    for (int y = 0; y < src.rows; ++y) {
+      const In* s = src.ptr<In>(y);
+      Out* d = out.ptr<Out>(y);
+      for (int x = 0; x < src.cols; ++x) d[x] = Out(lut[s[x] & mask]);
     }
+  };
+  if (src.depth() == CV_8U) {
+    out_bits == 8 ? map(uint8_t{}, uint8_t{}) : map(uint8_t{}, uint16_t{});
+  } else {
+    out_bits == 8 ? map(uint16_t{}, uint8_t{}) : map(uint16_t{}, uint16_t{});
   }
   dst = out;
 }
