@@ -75,30 +75,23 @@ std::string blas_libraries() {
   return found.empty() ? "none" : found;
 }
 
-// The XNNPACK engine's run() (input NCHW, as the Predictor's banks hold it), STREAMS threads side
-// by side (each its own execution context), as raw() times the LibTorch module.
-int raw_xnnpack(cxr::models::ClassifierImpl& net, int size, int batch, int threads, double budget, int streams) {
-  net.eval();
-  cxr::engine::XnnOptions o;
-  o.height = o.width = size;
-  o.max_batch = batch;
-  o.threads = std::max(1, threads);
-  cxr::engine::XnnNetwork engine(net, o);
+// STREAMS threads side by side, each running whole batches of BATCH scans on its own: on thread
+// s, make_run(s) gives the call that runs one. All warm up (one call) first, then time their
+// own calls together, for BUDGET seconds and 3 calls at least. The rate (scans per second) is
+// the sum of theirs.
+template <class MakeRun>
+double streams_rate(int streams, int batch, double budget, MakeRun make_run) {
   std::vector<double> rates(static_cast<size_t>(streams), 0.0);
   std::atomic<int> warm{0};
   auto work = [&](int s) {
-    std::vector<float> x(static_cast<size_t>(batch) * 3 * size * size);
-    std::mt19937 rng(static_cast<unsigned>(s));
-    std::normal_distribution<float> noise;
-    for (auto& v : x) v = noise(rng);
-    std::vector<float> logits(static_cast<size_t>(batch) * engine.classes());
-    engine.run(x.data(), static_cast<size_t>(batch), logits.data());  // warm-up
+    auto run = make_run(s);
+    run();  // warm-up
     ++warm;
     while (warm.load() < streams) std::this_thread::yield();
     int iters = 0;
     const auto t0 = Clock::now();
     do {
-      engine.run(x.data(), static_cast<size_t>(batch), logits.data());
+      run();
       ++iters;
     } while (seconds_since(t0) < budget || iters < 3);
     rates[static_cast<size_t>(s)] = iters * batch / seconds_since(t0);
@@ -109,6 +102,28 @@ int raw_xnnpack(cxr::models::ClassifierImpl& net, int size, int batch, int threa
   for (auto& t : others) t.join();
   double total = 0;
   for (double r : rates) total += r;
+  return total;
+}
+
+// The XNNPACK engine's run() (input NCHW, as the Predictor's banks hold it), STREAMS threads side
+// by side (each its own execution context), as raw() times the LibTorch module.
+int raw_xnnpack(cxr::models::ClassifierImpl& net, int size, int batch, int threads, double budget, int streams) {
+  net.eval();
+  cxr::engine::XnnOptions o;
+  o.height = o.width = size;
+  o.max_batch = batch;
+  o.threads = std::max(1, threads);
+  cxr::engine::XnnNetwork engine(net, o);
+  const double total = streams_rate(streams, batch, budget, [&](int s) {
+    std::vector<float> x(static_cast<size_t>(batch) * 3 * size * size);
+    std::mt19937 rng(static_cast<unsigned>(s));
+    std::normal_distribution<float> noise;
+    for (auto& v : x) v = noise(rng);
+    std::vector<float> logits(static_cast<size_t>(batch) * engine.classes());
+    return [&engine, batch, x = std::move(x), logits = std::move(logits)]() mutable {
+      engine.run(x.data(), static_cast<size_t>(batch), logits.data());
+    };
+  });
   std::cout << "raw " << total << " threads " << threads << " streams " << streams << " blas - blas-threads - blas-core -\n";
   return 0;
 }
@@ -150,32 +165,17 @@ int raw(const std::string& arch, int size, int batch, int threads, double budget
   cxr::models::prepare_for_inference(*net, torch::kCPU, torch::kFloat, channels_last);
   if (layout == "onednn") net->set_onednn(true);
   if (layout == "winograd") net->set_winograd(true);
-  // Each stream runs whole batches on its own thread with `threads` intra-op threads; all warm
-  // up first, then time their own runs together. The rate is the sum of theirs.
-  std::vector<double> rates(static_cast<size_t>(streams), 0.0);
-  std::atomic<int> warm{0};
-  auto work = [&](int s) {
+  // Each stream with `threads` intra-op threads of its own.
+  const double total = streams_rate(streams, batch, budget, [&](int) {
     cxr::runtime::set_compute_threads(threads);
     c10::InferenceMode guard;
     auto x = torch::randn({batch, 3, size, size});
     if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    net->forward(x);  // warm-up
-    ++warm;
-    while (warm.load() < streams) std::this_thread::yield();
-    int iters = 0;
-    const auto t0 = Clock::now();
-    do {
+    return [&net, x] {
+      c10::InferenceMode guard;
       auto y = torch::softmax(net->forward(x), 1);
-      ++iters;
-    } while (seconds_since(t0) < budget || iters < 3);
-    rates[static_cast<size_t>(s)] = iters * batch / seconds_since(t0);
-  };
-  std::vector<std::thread> others;
-  for (int s = 1; s < streams; ++s) others.emplace_back(work, s);
-  work(0);
-  for (auto& t : others) t.join();
-  double total = 0;
-  for (double r : rates) total += r;
+    };
+  });
   const std::string core = cxr::runtime::blas_info().core;
   std::cout << "raw " << total << " threads " << at::get_num_threads() << " streams " << streams << " blas "
             << blas_libraries() << " blas-threads " << cxr::runtime::blas_threads() << " blas-core "

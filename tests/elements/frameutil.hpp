@@ -78,16 +78,9 @@ inline bool same(const cv::Mat& a, const cv::Mat& b) {
   return !a.empty() && a.size() == b.size() && a.type() == b.type() && cv::norm(a, b, cv::NORM_INF) == 0;
 }
 
-/// Starts `source` ! element ! fakesink (taking `element`); the start must fail with an error
-/// message posted by `element`. Returns its text (message and debug).
-inline std::string start_error(GstElement* element, const char* source = "fakesrc") {
-  GstElement* pipeline = gst_pipeline_new(nullptr);
-  GstElement* src = gst_element_factory_make(source, nullptr);
-  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
-  gst_bin_add_many(GST_BIN(pipeline), src, element, sink, NULL);
-  REQUIRE(gst_element_link_many(src, element, sink, NULL));
-  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
-  GstBus* bus = gst_element_get_bus(pipeline);
+/// The text (message and debug) of the error message on `bus`, posted by `element`; there must
+/// be one.
+inline std::string pop_error_text(GstBus* bus, GstElement* element) {
   GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
   REQUIRE(msg);
   CHECK(GST_MESSAGE_SRC(msg) == GST_OBJECT(element));
@@ -98,10 +91,48 @@ inline std::string start_error(GstElement* element, const char* source = "fakesr
   g_error_free(err);
   g_free(debug);
   gst_message_unref(msg);
+  return text;
+}
+
+/// Starts `source` ! element ! fakesink (taking `element`); the start must fail with an error
+/// message posted by `element`. Returns its text (message and debug).
+inline std::string start_error(GstElement* element, const char* source = "fakesrc") {
+  GstElement* pipeline = gst_pipeline_new(nullptr);
+  GstElement* src = gst_element_factory_make(source, nullptr);
+  GstElement* sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, element, sink, NULL);
+  REQUIRE(gst_element_link_many(src, element, sink, NULL));
+  CHECK(gst_element_set_state(pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  const std::string text = pop_error_text(bus, element);
   gst_object_unref(bus);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(pipeline);
   return text;
+}
+
+/// Starts a source or sink `element` on its own (not taken); the start must fail with an error
+/// message. Returns its text (message and debug); the element is back in NULL.
+inline std::string start_error_alone(GstElement* element) {
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(element, bus);
+  CHECK(gst_element_set_state(element, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  const std::string text = pop_error_text(bus, element);
+  gst_element_set_state(element, GST_STATE_NULL);
+  gst_element_set_bus(element, nullptr);
+  gst_object_unref(bus);
+  return text;
+}
+
+/// A guint64 property (a counter) of the element of `factory` in the harness h (which wraps it in
+/// a bin).
+inline guint64 harness_counter(GstHarness* h, const char* factory, const char* property) {
+  GstElement* element = gst_harness_find_element(h, factory);
+  REQUIRE(element != nullptr);
+  guint64 value = 0;
+  g_object_get(element, property, &value, nullptr);
+  gst_object_unref(element);
+  return value;
 }
 
 /// The name of the (first) thread on which a cxrinfer or cxrgradcam runs LibTorch.

@@ -13,6 +13,7 @@
 
 #include "cxr/dicom/instance.hpp"
 #include "cxr/io/decode.hpp"
+#include "frameutil.hpp"
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
 
@@ -101,12 +102,7 @@ TEST_CASE("cxrdicomsink: an SR and a Secondary Capture in the source's study per
   CHECK(sr == 1);
   CHECK(sc == 1);
   CHECK(released(h) == source);  // the inbox copy may go
-  guint64 queued = 0;
-  GstElement* element = gst_harness_find_element(h, "cxrdicomsink");  // the harness wraps it in a bin
-  REQUIRE(element != nullptr);
-  g_object_get(element, "queued", &queued, nullptr);
-  gst_object_unref(element);
-  CHECK(queued == 1);
+  CHECK(cxrtest::harness_counter(h, "cxrdicomsink", "queued") == 1);
 
   // Without a result: nothing is written, and the scan is released all the same.
   REQUIRE(gst_harness_push(h, scan_with_result(source, false)) == GST_FLOW_OK);

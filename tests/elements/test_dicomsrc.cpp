@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cxr/dicom/instance.hpp"
+#include "frameutil.hpp"
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
 
@@ -92,12 +93,7 @@ TEST_CASE("cxrdicomsrc: a C-STORE becomes a buffer of the file's bytes and UIDs;
   CHECK(gst_buffer_get_size(buf) == bytes.size());
   CHECK(gst_buffer_memcmp(buf, 0, bytes.data(), bytes.size()) == 0);
   CHECK(cxr::dicom::read_instance_info(path).sop_instance_uid == sent.sop_instance_uid);
-  guint64 received = 0;
-  GstElement* element = gst_harness_find_element(h, "cxrdicomsrc");  // the harness wraps it in a bin
-  REQUIRE(element != nullptr);
-  g_object_get(element, "received", &received, nullptr);
-  gst_object_unref(element);
-  CHECK(received == 1);
+  CHECK(cxrtest::harness_counter(h, "cxrdicomsrc", "received") == 1);
 
   // Only files of its own inbox are deleted.
   cxrtest::TempDir other;

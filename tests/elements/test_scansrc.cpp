@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "frameutil.hpp"
 #include "gst/gstcxrevents.h"
 #include "gst/gstcxrmeta.h"
 #include "testutil.hpp"
@@ -136,19 +137,7 @@ TEST_CASE("cxrscansrc with on-error=stop ends the stream with an error", "[scans
 TEST_CASE("cxrscansrc without a location fails to start with a reason", "[scansrc]") {
   GstElement* src = gst_element_factory_make("cxrscansrc", nullptr);
   REQUIRE(src);
-  GstBus* bus = gst_bus_new();
-  gst_element_set_bus(src, bus);
-  CHECK(gst_element_set_state(src, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
-  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-  REQUIRE(msg);
-  GError* err = nullptr;
-  gst_message_parse_error(msg, &err, nullptr);
-  CHECK(std::string(err->message).find("no location") != std::string::npos);
-  g_error_free(err);
-  gst_message_unref(msg);
-  gst_element_set_state(src, GST_STATE_NULL);
-  gst_element_set_bus(src, nullptr);
-  gst_object_unref(bus);
+  CHECK(cxrtest::start_error_alone(src).find("no location") != std::string::npos);
   gst_object_unref(src);
 }
 

@@ -196,23 +196,9 @@ TEST_CASE("cxrtrain: configuration errors stop the element with a message", "[tr
     g_object_set(e, "output-dir", (t / "run").c_str(), NULL);
     if (!c.model.empty()) g_object_set(e, "model", c.model.c_str(), NULL);
     if (!c.property.empty()) g_object_set(e, c.property.c_str(), c.value.c_str(), NULL);
-    GstBus* bus = gst_bus_new();
-    gst_element_set_bus(e, bus);
-    CHECK(gst_element_set_state(e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
-    GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-    REQUIRE(msg);
-    GError* err = nullptr;
-    gchar* debug = nullptr;
-    gst_message_parse_error(msg, &err, &debug);
-    const std::string text = std::string(err->message) + " " + (debug ? debug : "");
+    const std::string text = cxrtest::start_error_alone(e);
     INFO(text);
     CHECK(text.find(c.expect) != std::string::npos);
-    g_error_free(err);
-    g_free(debug);
-    gst_message_unref(msg);
-    gst_element_set_state(e, GST_STATE_NULL);
-    gst_element_set_bus(e, nullptr);
-    gst_object_unref(bus);
     gst_object_unref(e);
   }
   // A card's classes must agree with the stream's.

@@ -9,7 +9,8 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 from gi.repository import Gst, GstApp  # noqa: E402
-import numpy as np  # noqa: E402
+
+from gst_frames import frame_from_sample  # noqa: E402
 
 Gst.init(None)
 
@@ -27,16 +28,7 @@ def decode(path, **props):
     pipe.set_state(Gst.State.NULL)
     if sample is None:
         raise RuntimeError(f"{path}: no frame" + (f" ({err.parse_error()[0].message})" if err else ""))
-    caps = sample.get_caps().get_structure(0)
-    w, h, fmt = caps.get_value("width"), caps.get_value("height"), caps.get_value("format")
-    buf = sample.get_buffer()
-    ok, info = buf.map(Gst.MapFlags.READ)
-    data = bytes(info.data)
-    buf.unmap(info)
-    bpp = 1 if fmt == "GRAY8" else 2
-    stride = (w * bpp + 3) // 4 * 4  # GStreamer's default row alignment
-    rows = np.frombuffer(data, dtype=np.uint8)[: stride * h].reshape(h, stride)[:, : w * bpp]
-    return np.ascontiguousarray(rows).view(np.uint8 if bpp == 1 else "<u2").reshape(h, w)
+    return frame_from_sample(sample)
 
 
 def require_plugin():

@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.io import ImageReadMode, read_image  # noqa: E402
 
+from gst_frames import frame_from_bytes, frame_from_sample  # noqa: E402
+
 Gst.init(None)
 
 SAMPLES = os.environ.get("CXR_SAMPLES", "data/samples")
@@ -62,23 +64,6 @@ def _to_buffer(frame, offset):
     return buf
 
 
-def _from_sample(sample):
-    s = sample.get_caps().get_structure(0)
-    w, h, fmt = s.get_value("width"), s.get_value("height"), s.get_value("format")
-    buf = sample.get_buffer()
-    ok, info = buf.map(Gst.MapFlags.READ)
-    data = bytes(info.data)
-    buf.unmap(info)
-    return frame_from_bytes(data, w, h, fmt)
-
-
-def frame_from_bytes(data, w, h, fmt):
-    bpp = 1 if fmt == "GRAY8" else 2
-    stride = (w * bpp + 3) // 4 * 4  # GStreamer's default row alignment
-    rows = np.frombuffer(data, dtype=np.uint8)[: stride * h].reshape(h, stride)[:, : w * bpp]
-    return np.ascontiguousarray(rows).view(np.uint8 if bpp == 1 else "<u2").reshape(h, w)
-
-
 def run(frames, chain, offsets=None):
     """Push frames (2-D uint8/uint16 arrays, sizes may differ) through `chain` (a gst-launch
     fragment of elements) and return the output frames in order."""
@@ -96,7 +81,7 @@ def run(frames, chain, offsets=None):
         sample = sink.emit("pull-sample")
         if sample is None:
             break
-        out.append(_from_sample(sample))
+        out.append(frame_from_sample(sample))
     err = pipe.get_bus().pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.WARNING)
     pipe.set_state(Gst.State.NULL)
     if len(out) != len(frames):
