@@ -2,10 +2,10 @@
 // cxr bench: times a pipeline (from start to EOS) over several runs.
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
+#include "cxr_cli.hpp"
 #include "cxr_common.hpp"
 
 const char* cxr_help_bench =
@@ -16,12 +16,16 @@ const char* cxr_help_bench =
 
 int cxr_cmd_bench(int argc, char** argv) {
   int repeat = 3, warmup = 1;
+  CLI::App app;
+  cxrtool::configure(app);
+  app.add_option("--repeat", repeat)->type_name("N");
+  app.add_option("--warmup", warmup)->type_name("N");
+  if (const auto status = cxrtool::parse(app, argc, argv, "bench", cxr_help_bench)) return *status;
+  repeat = std::max(1, repeat);
+  warmup = std::max(0, warmup);
+  // Every other argument is a word of the description, joined as gst-launch-1.0 joins them.
   std::string desc;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
-    else if (!std::strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = std::max(0, std::atoi(argv[++i]));
-    else desc += (desc.empty() ? "" : " ") + std::string(argv[i]);
-  }
+  for (const std::string& word : app.remaining()) desc += (desc.empty() ? "" : " ") + word;
   if (desc.empty()) {
     std::fprintf(stderr, "cxr bench: no pipeline given\n%s\n", cxr_help_bench);
     return 2;

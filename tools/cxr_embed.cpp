@@ -16,6 +16,7 @@
 #include "cxr/error.hpp"
 #include "cxr/util/csv.hpp"
 #include "cxr/util/json.hpp"
+#include "cxr_cli.hpp"
 
 const char* cxr_help_embed =
     "collect the embeddings of a results file (JSON lines) into a CSV for cxr tsne\n"
@@ -60,31 +61,21 @@ std::string names_of(const json* v) {
 int cxr_cmd_embed(int argc, char** argv) {
   std::string input, output, split;
   bool predicted = false, with_path = false;
+  CLI::App app;
+  cxrtool::configure(app);
+  app.add_option("input", input)->type_name("RESULTS.jsonl");
+  app.add_option("-o,--output", output)->type_name("FILE");
+  auto label = [&predicted](const std::string& v) {
+    if (v != "truth" && v != "predicted")
+      throw InvalidArgument("--label: expected truth or predicted, got '" + v + "'");
+    predicted = v == "predicted";
+  };
+  app.add_option_function<std::string>("--label", label)->type_name("L");
+  app.add_option("--split", split)->type_name("S");
+  app.add_flag("--path", with_path);
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) throw InvalidArgument(a + ": missing value");
-        return argv[++i];
-      };
-      if (a == "-o" || a == "--output") {
-        output = value();
-      } else if (a == "--label") {
-        const std::string v = value();
-        if (v != "truth" && v != "predicted") throw InvalidArgument("--label: expected truth or predicted, got '" + v + "'");
-        predicted = v == "predicted";
-      } else if (a == "--split") {
-        split = value();
-      } else if (a == "--path") {
-        with_path = true;
-      } else if (!a.empty() && a[0] == '-') {
-        throw InvalidArgument("unknown option '" + a + "'");
-      } else if (input.empty()) {
-        input = a;
-      } else {
-        throw InvalidArgument("unexpected argument '" + a + "'");
-      }
-    }
+    if (const auto status = cxrtool::parse(app, argc, argv, "embed", cxr_help_embed)) return *status;
+    cxrtool::reject_unknown(app);
     if (input.empty() || output.empty()) {
       std::fprintf(stderr, "usage: cxr embed RESULTS.jsonl --output OUT.csv [options]   (cxr embed --help)\n");
       return 2;

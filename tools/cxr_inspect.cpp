@@ -10,6 +10,7 @@
 
 #include "cxr/error.hpp"
 #include "cxr/models/card.hpp"
+#include "cxr_cli.hpp"
 #include "cxr_config.h"
 
 #if CXR_HAVE_TORCH
@@ -107,26 +108,29 @@ int inspect_card(const std::string& path, bool all) {
 }  // namespace
 
 int cxr_cmd_inspect(int argc, char** argv) {
-  std::string path;
-  bool all = false, init = false;
+  std::string path, seed_arg;
+  bool all = false;
   [[maybe_unused]] unsigned long long seed = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--all") {
-      all = true;
-    } else if (a == "--init-weights") {
-      init = true;
-      if (i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') seed = std::strtoull(argv[++i], nullptr, 10);
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "cxr inspect: unknown option '%s'\n", a.c_str());
-      return 2;
-    } else if (path.empty()) {
-      path = a;
-    } else {
-      std::fprintf(stderr, "cxr inspect: unexpected argument '%s'\n", a.c_str());
-      return 2;
+  CLI::App app;
+  cxrtool::configure(app);
+  app.add_option("path", path)->type_name("CARD.toml|WEIGHTS.pth");
+  app.add_flag("--all", all);
+  CLI::Option* init_weights = app.add_option("--init-weights", seed_arg)->type_name("SEED")->expected(0, 1);
+  try {
+    if (const auto status = cxrtool::parse(app, argc, argv, "inspect", cxr_help_inspect)) return *status;
+    // The seed is optional: a word after --init-weights that is not a number is the file.
+    if (!seed_arg.empty() && seed_arg[0] >= '0' && seed_arg[0] <= '9') {
+      seed = std::strtoull(seed_arg.c_str(), nullptr, 10);
+    } else if (!seed_arg.empty()) {
+      if (!path.empty()) throw cxr::InvalidArgument("unexpected argument '" + seed_arg + "'");
+      path = seed_arg;
     }
+    cxrtool::reject_unknown(app);
+  } catch (const cxr::Error& e) {
+    std::fprintf(stderr, "cxr inspect: %s\n", e.what());
+    return 2;
   }
+  const bool init = init_weights->count() > 0;
   if (path.empty()) {
     std::fprintf(stderr, "usage: cxr inspect CARD.toml | WEIGHTS.pth   (cxr inspect --help)\n");
     return 2;

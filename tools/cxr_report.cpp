@@ -7,6 +7,7 @@
 #include "cxr/error.hpp"
 #include "cxr/report/html.hpp"
 #include "cxr/report/runs.hpp"
+#include "cxr_cli.hpp"
 
 const char* cxr_help_report =
     "figures and an HTML page from training run directories\n"
@@ -31,21 +32,18 @@ const char* cxr_help_report =
 int cxr_cmd_report(int argc, char** argv) {
   cxr::report::ReportOptions options;
   std::vector<std::string> dirs;
+  bool no_figures = false;
+  CLI::App app;
+  cxrtool::configure(app);
+  app.add_option("dirs", dirs)->type_name("RUN_DIR")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("-o,--output", options.output)->type_name("DIR");
+  app.add_option("--title", options.title)->type_name("TEXT");
+  app.add_option("--gnuplot", options.gnuplot)->type_name("PROGRAM");
+  app.add_flag("--no-figures", no_figures);
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string s = argv[i];
-      auto value = [&](const std::string& opt) -> std::string {
-        if (i + 1 >= argc) throw cxr::InvalidArgument(opt + ": missing value");
-        return argv[++i];
-      };
-      if (s == "--output" || s == "-o") options.output = value(s);
-      else if (s.rfind("--output=", 0) == 0) options.output = s.substr(9);
-      else if (s == "--title") options.title = value(s);
-      else if (s == "--gnuplot") options.gnuplot = value(s);
-      else if (s == "--no-figures") options.figures = false;
-      else if (!s.empty() && s[0] == '-') throw cxr::InvalidArgument("unknown option '" + s + "'");
-      else dirs.push_back(s);
-    }
+    if (const auto status = cxrtool::parse(app, argc, argv, "report", cxr_help_report)) return *status;
+    cxrtool::reject_unknown(app);
+    options.figures = !no_figures;
     if (dirs.empty() || options.output.empty()) {
       std::fprintf(stderr, "usage: cxr report RUN_DIR... --output DIR   (cxr report --help)\n");
       return 2;

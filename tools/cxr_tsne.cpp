@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "cxr/explain/feature_table.hpp"
 #include "cxr/explain/tsne.hpp"
 #include "cxr/util/csv.hpp"
+#include "cxr_cli.hpp"
 
 const char* cxr_help_tsne =
     "2-D t-SNE of a feature table (exact or Barnes-Hut)\n"
@@ -65,38 +67,42 @@ int cxr_cmd_tsne(int argc, char** argv) {
   std::string input, output;
   TsneParams params;
   int trust_k = 0;
+  CLI::App app;
+  cxrtool::configure(app);
+  // Values are converted here rather than by CLI11, for messages that name the option and the
+  // accepted range.
+  auto option = [&app](const char* name, const char* type, std::function<void(const char*)> set) {
+    app.add_option_function<std::string>(name, [set](const std::string& v) { set(v.c_str()); })->type_name(type);
+  };
+  app.add_option("input", input)->type_name("IN.csv");
+  app.add_option("-o,--output", output)->type_name("FILE");
+  option("--perplexity", "P", [&](const char* v) { params.perplexity = parse_number("--perplexity", v); });
+  option("--iterations", "N",
+         [&](const char* v) { params.iterations = static_cast<int>(parse_integer("--iterations", v)); });
+  option("--learning-rate", "R", [&](const char* v) {
+    const std::string s = v;
+    params.learning_rate = s == "auto" ? 0.0 : parse_number("--learning-rate", v);
+    if (s != "auto" && !(params.learning_rate > 0))
+      throw InvalidArgument("--learning-rate: must be > 0 or 'auto', got '" + s + "'");
+  });
+  option("--method", "M", [&](const char* v) { params.method = parse_tsne_method(v); });
+  option("--theta", "T", [&](const char* v) { params.theta = parse_number("--theta", v); });
+  option("--init", "I", [&](const char* v) {
+    const std::string s = v;
+    if (s != "pca" && s != "random") throw InvalidArgument("--init: expected pca or random, got '" + s + "'");
+    params.init = s == "pca" ? TsneInit::pca : TsneInit::random;
+  });
+  option("--seed", "S", [&](const char* v) {
+    const long long s = parse_integer("--seed", v);
+    if (s < 0) throw InvalidArgument("--seed: must be >= 0, got " + std::to_string(s));
+    params.seed = static_cast<std::uint64_t>(s);
+  });
+  option("--threads", "N", [&](const char* v) { params.threads = static_cast<int>(parse_integer("--threads", v)); });
+  option("--trustworthiness", "K",
+         [&](const char* v) { trust_k = static_cast<int>(parse_integer("--trustworthiness", v)); });
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> const char* {
-        if (i + 1 >= argc) throw InvalidArgument(a + ": missing value");
-        return argv[++i];
-      };
-      if (a == "-o" || a == "--output") output = value();
-      else if (a == "--perplexity") params.perplexity = parse_number("--perplexity", value());
-      else if (a == "--iterations") params.iterations = static_cast<int>(parse_integer("--iterations", value()));
-      else if (a == "--learning-rate") {
-        const std::string v = value();
-        params.learning_rate = v == "auto" ? 0.0 : parse_number("--learning-rate", v.c_str());
-        if (v != "auto" && !(params.learning_rate > 0))
-          throw InvalidArgument("--learning-rate: must be > 0 or 'auto', got '" + v + "'");
-      } else if (a == "--method") params.method = parse_tsne_method(value());
-      else if (a == "--theta") params.theta = parse_number("--theta", value());
-      else if (a == "--init") {
-        const std::string v = value();
-        if (v == "pca") params.init = TsneInit::pca;
-        else if (v == "random") params.init = TsneInit::random;
-        else throw InvalidArgument("--init: expected pca or random, got '" + v + "'");
-      } else if (a == "--seed") {
-        const long long s = parse_integer("--seed", value());
-        if (s < 0) throw InvalidArgument("--seed: must be >= 0, got " + std::to_string(s));
-        params.seed = static_cast<std::uint64_t>(s);
-      } else if (a == "--threads") params.threads = static_cast<int>(parse_integer("--threads", value()));
-      else if (a == "--trustworthiness") trust_k = static_cast<int>(parse_integer("--trustworthiness", value()));
-      else if (!a.empty() && a[0] == '-') throw InvalidArgument("unknown option '" + a + "'");
-      else if (input.empty()) input = a;
-      else throw InvalidArgument("unexpected argument '" + a + "'");
-    }
+    if (const auto status = cxrtool::parse(app, argc, argv, "tsne", cxr_help_tsne)) return *status;
+    cxrtool::reject_unknown(app);
     if (input.empty() || output.empty()) {
       std::fprintf(stderr, "usage: cxr tsne IN.csv --output OUT.csv [options]   (cxr tsne --help)\n");
       return 2;
