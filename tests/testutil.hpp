@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #pragma once
-// Helpers shared by the Catch2 tests: where the sample scans are, reading files.
+// Helpers shared by the Catch2 tests: where the sample scans are, reading files, noise images.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <opencv2/core.hpp>
 
 namespace cxrtest {
 
@@ -22,6 +24,14 @@ inline std::string env_or(const char* name, const std::string& fallback) {
 inline std::string samples(const std::string& rel = "") {
   const std::string root = env_or("CXR_SAMPLES", "data/samples");
   return rel.empty() ? root : root + "/" + rel;
+}
+
+/// An image of `type` (CV_8U or CV_16U) filled with uniform noise over the whole range; the same
+/// for the same seed.
+inline cv::Mat random_image(cv::Size size, int type, uint64_t seed) {
+  cv::Mat m(size, type);
+  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
+  return m;
 }
 
 inline std::vector<unsigned char> read_file(const std::string& path) {

@@ -13,14 +13,9 @@
 #include "cxr/runtime/threads.hpp"
 #include "gst/gstcxrbridge.hpp"
 #include "gst/gstcxrmeta.h"
+#include "testutil.hpp"
 
 namespace cxrtest {
-
-inline cv::Mat random_mat(cv::Size size, int type, uint64_t seed) {
-  cv::Mat m(size, type);
-  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
-  return m;
-}
 
 inline std::string caps_for(cv::Size size, int type) {
   return std::string("video/x-raw,format=") + (type == CV_8U ? "GRAY8" : "GRAY16_LE") +

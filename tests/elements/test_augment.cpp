@@ -31,7 +31,7 @@ TEST_CASE("cxraugment augments train buffers only, unless always=true", "[augmen
   const int type = GENERATE(CV_8U, CV_16U);
   CAPTURE(type);
   GstHarness* h = always_all();
-  cv::Mat src = random_mat({385, 289}, type, 1);
+  cv::Mat src = random_image({385, 289}, type, 1);
   src = src / 2;  // leaves room for autocontrast
   gst_harness_set_src_caps_str(h, caps_for(src.size(), type).c_str());
   const cv::Mat all = engine(src, {true, true, true});
@@ -50,7 +50,7 @@ TEST_CASE("cxraugment augments train buffers only, unless always=true", "[augmen
 }
 
 TEST_CASE("cxraugment draws depend only on (seed, epoch, index)", "[augment]") {
-  const cv::Mat src = random_mat({97, 61}, CV_8U, 2) / 2;
+  const cv::Mat src = random_image({97, 61}, CV_8U, 2) / 2;
   const guint64 seed = 1234;
   // Scans pushed in two different orders through two elements give the same result per scan.
   std::vector<std::pair<guint64, guint>> order;
@@ -97,7 +97,7 @@ TEST_CASE("cxraugment follows property changes mid-stream", "[augment]") {
   GstHarness* h = gst_harness_new("cxraugment");
   g_object_set(h->element, "always", TRUE, "flip-probability", 1.0, "sharpness-probability", 0.0,
                "autocontrast-probability", 0.0, NULL);
-  const cv::Mat src = random_mat({385, 289}, CV_8U, 3) / 2;
+  const cv::Mat src = random_image({385, 289}, CV_8U, 3) / 2;
   gst_harness_set_src_caps_str(h, caps_for(src.size(), CV_8U).c_str());
   CHECK(same(push_pull(h, buffer_for(src)), engine(src, {true, false, false})));
   g_object_set(h->element, "flip-probability", 0.0, "sharpness-probability", 1.0, "sharpness-factor", 0.5, NULL);

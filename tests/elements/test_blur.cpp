@@ -14,7 +14,7 @@ TEST_CASE("cxrblur blurs 8- and 16-bit scans as the engine does", "[blur]") {
   CAPTURE(type, size.width, size.height);
   GstHarness* h = gst_harness_new("cxrblur");
   gst_harness_set_src_caps_str(h, caps_for(size, type).c_str());
-  const cv::Mat src = random_mat(size, type, 1);
+  const cv::Mat src = random_image(size, type, 1);
   GstFlowReturn flow;
   const cv::Mat out = push_pull(h, buffer_for(src, GST_CXR_SPLIT_TEST, 7), &flow);
   CHECK(flow == GST_FLOW_OK);
@@ -29,7 +29,7 @@ TEST_CASE("cxrblur keeps the scan meta and follows property changes mid-stream",
   GstHarness* h = gst_harness_new("cxrblur");
   const cv::Size size(385, 289);
   gst_harness_set_src_caps_str(h, caps_for(size, CV_8U).c_str());
-  const cv::Mat src = random_mat(size, CV_8U, 2);
+  const cv::Mat src = random_image(size, CV_8U, 2);
 
   REQUIRE(gst_harness_push(h, buffer_for(src, GST_CXR_SPLIT_TRAIN, 42, 3)) == GST_FLOW_OK);
   GstBuffer* out = gst_harness_pull(h);
@@ -56,10 +56,10 @@ TEST_CASE("cxrblur drops a scan it cannot blur and goes on", "[blur]") {
   g_object_set(h->element, "kernel-size", 11, NULL);
   gst_harness_set_src_caps_str(h, caps_for({5, 5}, CV_8U).c_str());
   GstFlowReturn flow;
-  CHECK(push_pull(h, buffer_for(random_mat({5, 5}, CV_8U, 3), GST_CXR_SPLIT_TEST, 1), &flow).empty());
+  CHECK(push_pull(h, buffer_for(random_image({5, 5}, CV_8U, 3), GST_CXR_SPLIT_TEST, 1), &flow).empty());
   CHECK(flow == GST_FLOW_OK);
   gst_harness_set_src_caps_str(h, caps_for({40, 30}, CV_8U).c_str());
-  const cv::Mat src = random_mat({40, 30}, CV_8U, 4);
+  const cv::Mat src = random_image({40, 30}, CV_8U, 4);
   cv::Mat expected;
   cxr::preprocess::gaussian_blur(src, expected, {11, 0.0});
   CHECK(same(push_pull(h, buffer_for(src)), expected));

@@ -88,7 +88,7 @@ TEST_CASE("cxrgradcam: overlay is RGB at the frame's size, with CAM and result m
   const cv::Size sizes[] = {{67, 48}, {101, 77}};  // the size changes mid-stream
   for (const cv::Size& size : sizes) {
     gst_harness_set_src_caps_str(h, cxrtest::caps_for(size, type).c_str());
-    cv::Mat scan = cxrtest::random_mat(size, type, 3);
+    cv::Mat scan = cxrtest::random_image(size, type, 3);
     REQUIRE(gst_harness_push(h, cxrtest::buffer_for(scan, GST_CXR_SPLIT_TEST, 4)) == GST_FLOW_OK);
     GstBuffer* out = gst_harness_pull(h);
     REQUIRE(out);
@@ -139,7 +139,7 @@ TEST_CASE("cxrgradcam: threads and memory-format; every memory format gives the 
   cxrtest::TempDir t;
   const std::string card = make_card(t, "m", 2);
   const cv::Size size(75, 61);
-  const cv::Mat scan = cxrtest::random_mat(size, CV_8U, 12);
+  const cv::Mat scan = cxrtest::random_image(size, CV_8U, 12);
   const int before = at::get_num_threads();
   std::vector<cv::Mat> maps;
   for (const char* format : {"contiguous", "channels-last", "auto"}) {
@@ -173,7 +173,7 @@ TEST_CASE("cxrgradcam: heatmap is GRAY8 of the CAM meta's values", "[gradcam]") 
   GstHarness* h = harness(make_card(t, "m", 2), "heatmap", "class1");
   const cv::Size size(85, 63);
   gst_harness_set_src_caps_str(h, cxrtest::caps_for(size, CV_16U).c_str());
-  REQUIRE(gst_harness_push(h, cxrtest::buffer_for(cxrtest::random_mat(size, CV_16U, 8))) == GST_FLOW_OK);
+  REQUIRE(gst_harness_push(h, cxrtest::buffer_for(cxrtest::random_image(size, CV_16U, 8))) == GST_FLOW_OK);
   GstBuffer* out = gst_harness_pull(h);
   REQUIRE(out);
   CHECK(out_format(h) == "GRAY8");
@@ -197,7 +197,7 @@ TEST_CASE("cxrgradcam: positives of a multilabel card, and an upstream result me
   GstHarness* h = harness(make_card(t, "ml", 3, true, "features.13"), "heatmap", "positives");
   const cv::Size size(64, 64);
   gst_harness_set_src_caps_str(h, cxrtest::caps_for(size, CV_8U).c_str());
-  GstBuffer* in = cxrtest::buffer_for(cxrtest::random_mat(size, CV_8U, 2));
+  GstBuffer* in = cxrtest::buffer_for(cxrtest::random_image(size, CV_8U, 2));
   GstCxrResultMeta* upstream = gst_buffer_add_cxr_result_meta(in, 1);
   gst_cxr_meta_set_string(&upstream->model, "upstream");
   REQUIRE(gst_harness_push(h, in) == GST_FLOW_OK);

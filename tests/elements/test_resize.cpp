@@ -29,13 +29,13 @@ TEST_CASE("cxrresize shorter-side: caps follow each scan's size", "[resize]") {
   GstHarness* h = gst_harness_new("cxrresize");
   g_object_set(h->element, "size", 255, NULL);
 
-  const cv::Mat a = random_mat({385, 289}, type, 1);
+  const cv::Mat a = random_image({385, 289}, type, 1);
   gst_harness_set_src_caps_str(h, caps_for(a.size(), type).c_str());
   const cv::Mat out_a = push_pull(h, buffer_for(a, GST_CXR_SPLIT_TRAIN, 0));
   CHECK(output_size(h) == cv::Size(339, 255));  // int(255 * 385 / 289)
   CHECK(same(out_a, engine(a, ResizeMode::ShorterSide, 255, 0, 0)));
 
-  const cv::Mat b = random_mat({300, 1000}, type, 2);
+  const cv::Mat b = random_image({300, 1000}, type, 2);
   gst_harness_set_src_caps_str(h, caps_for(b.size(), type).c_str());
   const cv::Mat out_b = push_pull(h, buffer_for(b, GST_CXR_SPLIT_TRAIN, 1));
   CHECK(output_size(h) == cv::Size(255, 850));
@@ -49,7 +49,7 @@ TEST_CASE("cxrresize fixed-size modes", "[resize]") {
   GstHarness* h = gst_harness_new("cxrresize");
   gst_util_set_object_arg(G_OBJECT(h->element), "mode", mode);
   g_object_set(h->element, "width", 161, "height", 97, "fill", 17, NULL);
-  const cv::Mat src = random_mat({385, 289}, CV_8U, 3);
+  const cv::Mat src = random_image({385, 289}, CV_8U, 3);
   gst_harness_set_src_caps_str(h, caps_for(src.size(), CV_8U).c_str());
   const cv::Mat out = push_pull(h, buffer_for(src));
   CHECK(output_size(h) == cv::Size(161, 97));
@@ -60,7 +60,7 @@ TEST_CASE("cxrresize fixed-size modes", "[resize]") {
 TEST_CASE("cxrresize renegotiates when its properties change mid-stream", "[resize]") {
   GstHarness* h = gst_harness_new("cxrresize");
   g_object_set(h->element, "size", 200, NULL);
-  const cv::Mat src = random_mat({385, 289}, CV_8U, 4);
+  const cv::Mat src = random_image({385, 289}, CV_8U, 4);
   gst_harness_set_src_caps_str(h, caps_for(src.size(), CV_8U).c_str());
   CHECK(same(push_pull(h, buffer_for(src)), engine(src, ResizeMode::ShorterSide, 200, 0, 0)));
   CHECK(output_size(h) == cv::Size(266, 200));
@@ -90,7 +90,7 @@ TEST_CASE("cxrresize renegotiates when its properties change mid-stream", "[resi
 TEST_CASE("cxrresize passes scans of the output size through", "[resize]") {
   GstHarness* h = gst_harness_new("cxrresize");
   g_object_set(h->element, "size", 289, NULL);
-  const cv::Mat src = random_mat({385, 289}, CV_8U, 5);
+  const cv::Mat src = random_image({385, 289}, CV_8U, 5);
   gst_harness_set_src_caps_str(h, caps_for(src.size(), CV_8U).c_str());
   GstBuffer* in = buffer_for(src, GST_CXR_SPLIT_VAL, 9);
   gst_buffer_ref(in);
@@ -108,7 +108,7 @@ TEST_CASE("cxrresize drops a scan it cannot resize and goes on", "[resize]") {
   GstHarness* h = gst_harness_new("cxrresize");
   gst_util_set_object_arg(G_OBJECT(h->element), "mode", "letterbox");
   g_object_set(h->element, "width", 50, "height", 50, "fill", 300, NULL);  // 300 is no 8-bit level
-  const cv::Mat src = random_mat({100, 60}, CV_8U, 6);
+  const cv::Mat src = random_image({100, 60}, CV_8U, 6);
   gst_harness_set_src_caps_str(h, caps_for(src.size(), CV_8U).c_str());
   GstFlowReturn flow;
   CHECK(push_pull(h, buffer_for(src, GST_CXR_SPLIT_TEST, 2), &flow).empty());

@@ -52,7 +52,7 @@ GstHarness* harness(const std::string& dir, const std::string& model, bool resum
 
 /// A frame whose class shows as a bright band, with its scan meta.
 GstBuffer* scan(int label, GstCxrSplit split, guint epoch, guint64 index) {
-  cv::Mat m = cxrtest::random_mat(cv::Size(kW, kH), CV_8U, index * 7 + 1) / 3;
+  cv::Mat m = cxrtest::random_image(cv::Size(kW, kH), CV_8U, index * 7 + 1) / 3;
   m.rowRange(label * 10, label * 10 + 10) += cv::Scalar(150);
   GstBuffer* buf = cxrtest::buffer_for(m, split, index, epoch);
   gst_buffer_get_cxr_scan_meta(buf)->label = label;

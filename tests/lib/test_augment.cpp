@@ -8,16 +8,12 @@
 
 #include "cxr/augment/augment.hpp"
 #include "cxr/error.hpp"
+#include "testutil.hpp"
 
 using namespace cxr::augment;
+using cxrtest::random_image;
 
 namespace {
-
-cv::Mat random_image(cv::Size size, int type, uint64_t seed) {
-  cv::Mat m(size, type);
-  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
-  return m;
-}
 
 // Pillow 9.4's ImagingFilter3x3 (SMOOTH, kernel / 13 in float) and ImagingBlend, transcribed
 // with their float arithmetic.

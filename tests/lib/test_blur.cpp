@@ -8,17 +8,12 @@
 
 #include "cxr/error.hpp"
 #include "cxr/preprocess/blur.hpp"
+#include "testutil.hpp"
 
 using namespace cxr::preprocess;
+using cxrtest::random_image;
 
 namespace {
-
-cv::Mat random_image(cv::Size size, int type, uint64_t seed) {
-  cv::Mat m(size, type);
-  cv::RNG rng(seed);
-  rng.fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
-  return m;
-}
 
 // torchvision's gaussian_blur written out: 2-D float kernel (outer product), reflect padding
 // (no edge repeat), float sums, round half to even, saturate.

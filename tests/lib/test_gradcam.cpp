@@ -91,12 +91,6 @@ cxr::models::ModelCard fresh_card(const cxrtest::TempDir& dir, const std::string
   return card;
 }
 
-cv::Mat random_scan(cv::Size size, int type, uint64_t seed) {
-  cv::Mat m(size, type);
-  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
-  return m;
-}
-
 }  // namespace
 
 TEST_CASE("gradcam: the map follows a planted lesion the network learned to find", "[gradcam]") {
@@ -211,7 +205,7 @@ TEST_CASE("gradcam: explain() on scans of any size", "[gradcam]") {
   GradCam cam(fresh_card(dir, arch, 3), "cpu");
   CHECK(cam.device() == "cpu");
   const int type = GENERATE(CV_8U, CV_16U);
-  cv::Mat big = random_scan({385 + 10, 289 + 7}, type, 4);
+  cv::Mat big = cxrtest::random_image({385 + 10, 289 + 7}, type, 4);
   cv::Mat scan = big(cv::Rect(5, 3, 385, 289));  // a non-continuous view
   CamParams params;
   params.method = GENERATE(CamMethod::gradcam, CamMethod::gradcam_pp);
@@ -253,7 +247,7 @@ TEST_CASE("gradcam: explain() on scans of any size", "[gradcam]") {
 
 TEST_CASE("gradcam: positives of a multilabel card", "[gradcam]") {
   cxrtest::TempDir dir;
-  cv::Mat scan = random_scan({70, 90}, CV_8U, 9);
+  cv::Mat scan = cxrtest::random_image({70, 90}, CV_8U, 9);
   CamParams params;
   params.target = CamTarget::positives;
   {
@@ -288,7 +282,7 @@ TEST_CASE("gradcam: every memory format gives the same maps; threads apply to ex
   const auto arch = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
   CAPTURE(arch);
   const auto card = fresh_card(dir, arch, 3);
-  cv::Mat scan = random_scan({83, 71}, CV_8U, 4);
+  cv::Mat scan = cxrtest::random_image({83, 71}, CV_8U, 4);
   CamParams params;
   params.target = CamTarget::index;
   params.index = 1;

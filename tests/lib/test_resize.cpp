@@ -8,16 +8,12 @@
 
 #include "cxr/error.hpp"
 #include "cxr/preprocess/resize.hpp"
+#include "testutil.hpp"
 
 using namespace cxr::preprocess;
+using cxrtest::random_image;
 
 namespace {
-
-cv::Mat random_image(cv::Size size, int type, uint64_t seed) {
-  cv::Mat m(size, type);
-  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, type == CV_8U ? 256 : 65536);
-  return m;
-}
 
 // Pillow's resample written plainly (double weights, each pass rounded to 8 bits as Pillow's
 // fixed point does up to its coefficient rounding): within one level of the exact path.
