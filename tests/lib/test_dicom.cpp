@@ -572,6 +572,25 @@ long resident_kb() {
   return resident * (::sysconf(_SC_PAGESIZE) / 1024);
 }
 
+long mapped_kb() {
+  long pages = 0;
+  std::ifstream("/proc/self/statm") >> pages;
+  return pages * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// A port the kernel just had free on loopback.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
 }  // namespace
 
 TEST_CASE("association requests DCMTK would leak on are refused before it parses them", "[dicom][listener]") {
@@ -585,12 +604,27 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
   const Bytes hostile = associate_rq(sc, many);
   REQUIRE(hostile.size() > 64000);
   REQUIRE(hostile.size() < 65536 + 100);
+  // The other leak: a second presentation context that offers no transfer syntax (its only
+  // one turned into an unknown sub-item) after a first one of 16000; DCMTK 3.6.7 dropped all
+  // it had parsed.
+  Bytes no_syntax = associate_rq(sc, Bytes(many.begin(), many.end() - 69));
+  {
+    const Bytes second = {0x20, 0, 0, 33, 3, 0, 0, 0, 0x30, 0, 0, 25};
+    no_syntax.insert(no_syntax.end() - 12, second.begin(), second.end());
+    no_syntax.insert(no_syntax.end() - 12, sc.begin(), sc.end());
+    const uint32_t n = uint32_t(no_syntax.size() - 6);
+    no_syntax[2] = uint8_t(n >> 24), no_syntax[3] = uint8_t(n >> 16), no_syntax[4] = uint8_t(n >> 8), no_syntax[5] = uint8_t(n);
+  }
 
   SECTION("the walk over the request") {
     auto problem = [](const Bytes& pdu) { return cxr::dicom::associate_rq_problem(pdu.data() + 6, pdu.size() - 6); };
     CHECK(problem(associate_rq(sc)).empty());
     CHECK_THAT(problem(associate_rq(std::string(65, '1'))), Catch::Contains("a syntax of 65 characters"));
     CHECK_THAT(problem(hostile), Catch::Contains("a syntax of 65 characters"));
+    CHECK_THAT(problem(no_syntax), Catch::Contains("offers no transfer syntax"));
+    Bytes unknown_sub_item = associate_rq(sc);
+    unknown_sub_item[6 + 68 + 25 + 8 + 29] = 0x44;  // the transfer syntax sub-item
+    CHECK_THAT(problem(unknown_sub_item), Catch::Contains("at byte 99 offers no transfer syntax"));
     CHECK_THAT(problem(associate_rq(sc, Bytes{0x40, 0, 0, 9, '1'})), Catch::Contains("a sub-item of 9 bytes (1 follow)"));
     Bytes cut = associate_rq(sc);
     cut.resize(cut.size() - 14);  // the user information item and the context's last 2 bytes
@@ -603,18 +637,7 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
 
   SECTION("a listener under such requests keeps its memory and serves honest ones") {
     TempDir tmp;
-    int port = 0;
-    {
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      socklen_t len = sizeof addr;
-      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-      REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-      port = ntohs(addr.sin_port);
-      ::close(fd);
-    }
+    const int port = free_port();
     cxr::dicom::ScpParams p;
     p.port = port;
     p.inbox = tmp / "inbox";
@@ -627,7 +650,7 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     }
     REQUIRE(first == 2);
     const long before = resident_kb();
-    for (int i = 0; i < 40; ++i) CHECK(answer_to(port, hostile) != 2);
+    for (int i = 0; i < 40; ++i) CHECK(answer_to(port, i % 2 ? no_syntax : hostile) != 2);
     const long grown_kb = resident_kb() - before;
     INFO("resident memory grew by " << grown_kb << " kB over 40 requests of " << hostile.size() << " bytes");
     CHECK(grown_kb < 16 * 1024);  // DCMTK alone: about 80 MB
@@ -639,4 +662,31 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     CHECK(answer_to(port, associate_rq(sc)) == 2);
     scp.stop();
   }
+}
+
+TEST_CASE("the listener's worker threads are released when their association ends", "[dicom][listener]") {
+  // DCMTK 3.6.7's pool neither joins nor detaches a worker thread whose association ended: each
+  // association kept a thread's stack mapped (8 MB of address space and its touched pages).
+  TempDir tmp;
+  const int port = free_port();
+  cxr::dicom::ScpParams p;
+  p.port = port;
+  p.inbox = tmp / "inbox";
+  cxr::dicom::StoreScp scp(p, [](const cxr::dicom::InstanceInfo&) {});
+  scp.start();
+  const Bytes rq = associate_rq("1.2.840.10008.5.1.4.1.1.7");
+  int first = -1;
+  for (int i = 0; i < 100 && first == -1; ++i) {
+    if (i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    first = answer_to(port, rq);
+  }
+  REQUIRE(first == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const long before = mapped_kb();
+  for (int i = 0; i < 100; ++i) REQUIRE(answer_to(port, rq) == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const long grown_kb = mapped_kb() - before;
+  INFO("address space grew by " << grown_kb << " kB over 100 associations");
+  CHECK(grown_kb < 64 * 1024);  // one thread stack each: 800 MB
+  scp.stop();
 }

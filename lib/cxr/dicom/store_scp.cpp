@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -84,6 +85,7 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
     if (len < 4 || len > avail - 4)
       return where + " declares " + std::to_string(len) + " bytes (" + std::to_string(avail - 4) + " follow)";
     // An accepting side's refused context has no sub-items to parse.
+    size_t transfer_syntaxes = 0;
     if (type == 0x20 || body[at + 6] == 0) {
       size_t sub = at + 8, left = len - 4;
       while (left > 0) {
@@ -95,10 +97,13 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
         if (sub_len > left - 4)
           return where + " has a sub-item of " + std::to_string(sub_len) + " bytes (" + std::to_string(left - 4) +
                  " follow)";
+        transfer_syntaxes += sub_type == 0x40;
         sub += 4 + sub_len;
         left -= 4 + sub_len;
       }
     }
+    // DCMTK parses such a context, then fails to translate it and drops every list it parsed.
+    if (transfer_syntaxes == 0) return where + " offers no transfer syntax";
     at += 4 + len;
   }
   return {};
@@ -211,20 +216,54 @@ class ScreenedLayer : public DcmTransportLayer {
   int timeout_s_;
 };
 
+// DCMTK 3.6.7's pool deletes a worker when its association ends but neither joins nor detaches
+// its thread, so every association kept a thread's stack mapped (8 MB of address space and the
+// pages it touched; fixed upstream after 3.6.7). A worker deleted by its own thread hands the
+// thread over here; the pool joins those threads when it creates the next worker and when it
+// stops. (Workers DCMTK deletes at shutdown it has joined itself.)
+class ThreadReaper {
+ public:
+  void hand_over(pthread_t thread) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ended_.push_back(thread);
+  }
+  // Each thread handed over has finished its worker and is on its way out: the joins are short.
+  void join_all() {
+    std::vector<pthread_t> ended;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ended.swap(ended_);
+    }
+    for (const pthread_t t : ended) ::pthread_join(t, nullptr);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<pthread_t> ended_;
+};
+
 struct Context {
   ScpParams params;
   StoreScp::Handler handler;
+  ThreadReaper reaper;
 };
 
 // One association: DcmThreadSCP does the negotiation and DIMSE loop; we check AE titles and
 // store instances durably before answering.
 class Worker : public DcmBaseSCPPool::DcmBaseSCPWorker, private DcmThreadSCP {
  public:
-  Worker(DcmBaseSCPPool& pool, const Context& ctx) : DcmBaseSCPWorker(pool), DcmThreadSCP(), ctx_(ctx) {}
+  Worker(DcmBaseSCPPool& pool, Context& ctx) : DcmBaseSCPWorker(pool), DcmThreadSCP(), ctx_(ctx) {}
+  ~Worker() override {
+    if (started_ && ::pthread_equal(::pthread_self(), thread_)) ctx_.reaper.hand_over(thread_);
+  }
 
   OFCondition setSharedConfig(const DcmSharedSCPConfig& config) override { return DcmThreadSCP::setSharedConfig(config); }
   OFBool busy() override { return DcmThreadSCP::isConnected(); }
-  OFCondition workerListen(T_ASC_Association* const assoc) override { return DcmThreadSCP::run(assoc); }
+  OFCondition workerListen(T_ASC_Association* const assoc) override {
+    thread_ = ::pthread_self();
+    started_ = true;
+    return DcmThreadSCP::run(assoc);
+  }
 
  protected:
   OFBool checkCalledAETitleAccepted(const OFString& called) override {
@@ -291,18 +330,23 @@ class Worker : public DcmBaseSCPPool::DcmBaseSCPWorker, private DcmThreadSCP {
     while (!s.empty() && s.front() == ' ') s.erase(s.begin());
     return s;
   }
-  const Context& ctx_;
+  Context& ctx_;
+  pthread_t thread_{};
+  bool started_ = false;
 };
 
 class Pool : public DcmBaseSCPPool {
  public:
-  explicit Pool(const Context& ctx) : ctx_(ctx) {}
+  explicit Pool(Context& ctx) : ctx_(ctx) {}
 
  protected:
-  DcmBaseSCPWorker* createSCPWorker() override { return new Worker(*this, ctx_); }
+  DcmBaseSCPWorker* createSCPWorker() override {
+    ctx_.reaper.join_all();
+    return new Worker(*this, ctx_);
+  }
 
  private:
-  const Context& ctx_;
+  Context& ctx_;
 };
 
 // DCMTK binds inside its listener thread and only reports failure there; probe first so a
@@ -397,6 +441,7 @@ void StoreScp::stop() {
   impl_->pool->stopAfterCurrentAssociations();
   if (impl_->listener.joinable()) impl_->listener.join();
   impl_->pool.reset();
+  impl_->ctx.reaper.join_all();
 }
 
 std::vector<std::string> StoreScp::leftovers(const std::string& inbox) {

@@ -40,10 +40,11 @@ const std::vector<std::string>& accepted_sop_classes();
 const std::vector<std::string>& accepted_transfer_syntaxes();
 
 /// Why DCMTK must not parse this A-ASSOCIATE-RQ (`body`: the PDU after its 6-byte header), or
-/// empty. DCMTK 3.6.7's parser leaks the transfer syntax list of a presentation context item it
-/// fails to parse (a length beyond the item or the PDU, a syntax UID over 64 characters): about
-/// 2 MB per 64 kB request, for good, so a peer repeating it exhausts memory. The listener reads
-/// each connection's request itself first and closes the connection on such an item.
+/// empty. DCMTK 3.6.7 leaks what it parsed of a request whose presentation context item it fails
+/// to parse (a length beyond the item or the PDU, a syntax UID over 64 characters) or that
+/// offers no transfer syntax: about 2 MB per 64 kB request, for good, so a peer repeating it
+/// exhausts memory. The listener reads each connection's request itself first and refuses the
+/// connection on such an item.
 std::string associate_rq_problem(const uint8_t* body, size_t size);
 
 /// Listens on a background thread; each association is served by its own worker thread (at
