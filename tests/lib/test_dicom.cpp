@@ -641,6 +641,7 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     cxr::dicom::ScpParams p;
     p.port = port;
     p.inbox = tmp / "inbox";
+    p.acse_timeout_s = 2;
     cxr::dicom::StoreScp scp(p, [](const cxr::dicom::InstanceInfo&) {});
     scp.start();
     int first = -1;
@@ -660,6 +661,20 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     huge.resize(70);
     CHECK(answer_to(port, huge) != 2);
     CHECK(answer_to(port, associate_rq(sc)) == 2);
+    // A request cut short by a peer that then waits holds the listener for the ACSE timeout
+    // (DCMTK alone: for the socket's 60 s receive timeout, every other peer waiting behind it).
+    const int hanging = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(hanging, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    const Bytes honest = associate_rq(sc);
+    REQUIRE(::send(hanging, honest.data(), 40, MSG_NOSIGNAL) == 40);
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(answer_to(port, honest) == 2);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(p.acse_timeout_s + 5));
+    ::close(hanging);
     scp.stop();
   }
 }
@@ -687,6 +702,8 @@ TEST_CASE("the listener's worker threads are released when their association end
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const long grown_kb = mapped_kb() - before;
   INFO("address space grew by " << grown_kb << " kB over 100 associations");
-  CHECK(grown_kb < 64 * 1024);  // one thread stack each: 800 MB
+  // One thread stack each: 800 MB. A new malloc arena (64 MB of address space, a bounded few)
+  // may come on top either way.
+  CHECK(grown_kb < 256 * 1024);
   scp.stop();
 }

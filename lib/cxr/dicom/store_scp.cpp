@@ -182,19 +182,25 @@ class ScreenedConnection : public DcmTCPConnection {
 
   bool prefetch() {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s_);
-    if (!fill(6, deadline)) return false;
+    if (!fill(6, deadline)) return incomplete();
     if (first_.size() < 6 || first_[0] != 0x01) return true;  // not a request: DCMTK answers it
     const uint32_t length = uint32_t(first_[2]) << 24 | uint32_t(first_[3]) << 16 | uint32_t(first_[4]) << 8 | first_[5];
     std::string problem;
     if (length > kMaxAssociateRq) {
       problem = "it declares " + std::to_string(length) + " bytes (at most " + std::to_string(kMaxAssociateRq) + ")";
     } else {
-      if (!fill(length, deadline)) return false;
+      if (!fill(length, deadline)) return incomplete();
       if (first_.size() < 6 + size_t(length)) return true;  // cut short: DCMTK refuses it
       problem = associate_rq_problem(first_.data() + 6, length);
     }
     if (problem.empty()) return true;
     DCMNET_WARN("association request refused unparsed: " << problem.c_str());
+    return false;
+  }
+
+  bool incomplete() {
+    DCMNET_WARN("association request refused: its first PDU incomplete (" << first_.size() << " bytes within "
+                                                                         << timeout_s_ << " s)");
     return false;
   }
 
