@@ -10,6 +10,15 @@
 /// and only the globals a state dict holds: collections.OrderedDict, torch.*Storage and
 /// torch._utils._rebuild_tensor(_v2)/_rebuild_parameter. The `_metadata` attribute of a state
 /// dict is read and dropped. Anything else is refused with a WeightsError.
+///
+/// Why not LibTorch's own `torch::pickle_load`: it is the TorchScript unpickler, made for what
+/// torch.jit and `torch::pickle_save` emit. Given what Python's `torch.save` writes, LibTorch
+/// 1.13's fails: a torchvision state dict (an OrderedDict carrying `_metadata`) stops on an
+/// internal assertion ("Expected GenericDict but got None"), and a plain dict of tensors on the
+/// SETITEM opcode ("Unknown opcode for unpickling at 0x73"). Its zip container
+/// (caffe2::serialize::PyTorchStreamReader / Writer) is used here; the pickle inside is read by
+/// this file's own small unpickler, which accepts only what a state dict holds, with bounded
+/// depth and expansion (fuzzed: tests/fuzz, target `weights`).
 #include <torch/nn/module.h>
 #include <torch/ordered_dict.h>
 

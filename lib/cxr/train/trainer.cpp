@@ -262,7 +262,6 @@ struct Trainer::Impl {
   models::StateDict best_state;
   bool card_written = false;
   std::vector<std::string> metric_lines;
-  std::vector<EpochRow> history;
   metrics::Report test;
   uint64_t errors = 0;
   bool finished = false;
@@ -724,7 +723,6 @@ void Trainer::Impl::close_epoch(bool has_val, const metrics::Report& val) {
   if (primary()) write_file_atomic(file("metrics.jsonl"), text);
   done = row.epoch + 1;
   write_resume_archive();
-  history.push_back(row);
   if (owner->on_epoch) owner->on_epoch(row);
 }
 
@@ -764,7 +762,6 @@ const TrainConfig& Trainer::config() const { return impl_->cfg; }
 int Trainer::epochs_done() const { return impl_->done; }
 std::string Trainer::device() const { return impl_->device.str(); }
 int Trainer::rank() const { return impl_->comm ? impl_->comm->rank() : 0; }
-const std::vector<EpochRow>& Trainer::history() const { return impl_->history; }
 int Trainer::best_epoch() const { return impl_->best_epoch; }
 const metrics::Report& Trainer::test_report() const { return impl_->test; }
 

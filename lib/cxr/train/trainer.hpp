@@ -152,8 +152,6 @@ class Trainer {
   /// Idempotent.
   void finish();
 
-  /// Rows of the epochs closed so far (including those restored by resume).
-  const std::vector<EpochRow>& history() const;
   /// The best epoch (-1 before any).
   int best_epoch() const;
   /// Test metrics with the best weights (n == 0 when the stream had no test scans).
