@@ -566,10 +566,32 @@ int answer_to(int port, const Bytes& pdu) {
   return answered ? first : 0;
 }
 
+// One P-DATA-TF PDU with one PDV on presentation context 1.
+Bytes honest_pdata(uint8_t control, const Bytes& payload) {
+  const uint32_t pdv = uint32_t(payload.size() + 2), pdu = pdv + 4;
+  Bytes b(10 + pdv);
+  b[0] = 4, b[2] = uint8_t(pdu >> 24), b[3] = uint8_t(pdu >> 16), b[4] = uint8_t(pdu >> 8), b[5] = uint8_t(pdu);
+  b[6] = uint8_t(pdv >> 24), b[7] = uint8_t(pdv >> 16), b[8] = uint8_t(pdv >> 8), b[9] = uint8_t(pdv);
+  b[10] = 1, b[11] = control;
+  std::copy(payload.begin(), payload.end(), b.begin() + 12);
+  return b;
+}
+
 long resident_kb() {
   long pages = 0, resident = 0;
   std::ifstream("/proc/self/statm") >> pages >> resident;
   return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+long peak_mapped_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  long kb = 0;
+  while (status >> key) {
+    if (key == "VmPeak:" && status >> kb) return kb;
+    status.ignore(1 << 10, '\n');
+  }
+  return 0;
 }
 
 long mapped_kb() {
@@ -660,6 +682,16 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     Bytes huge{1, 0, 0xFF, 0xFF, 0xFF, 0xF0};
     huge.resize(70);
     CHECK(answer_to(port, huge) != 2);
+    CHECK(answer_to(port, associate_rq(sc)) == 2);
+    // A command element declaring 2 GB (DCMTK allocated it before reading the value): the
+    // association ends and nothing that large is mapped.
+    Bytes command_pdu =
+        honest_pdata(0x03, {0, 0, 0, 0, 4, 0, 0, 0, 0x72, 0, 0, 0, 0, 0, 2, 0, 0x1A, 0, 0, 0x80, '1', '.', '2', '.'});
+    Bytes stream = associate_rq(sc);
+    stream.insert(stream.end(), command_pdu.begin(), command_pdu.end());
+    const long peak = peak_mapped_kb();
+    CHECK(answer_to(port, stream) == 2);
+    CHECK(peak_mapped_kb() - peak < 1024 * 1024);
     CHECK(answer_to(port, associate_rq(sc)) == 2);
     // A request cut short by a peer that then waits holds the listener for the ACSE timeout
     // (DCMTK alone: for the socket's 60 s receive timeout, every other peer waiting behind it).

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -111,13 +112,129 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
 
 namespace {
 
+// Follows the PDU stream after the association request. DCMTK parses a DIMSE command set as its
+// fragments arrive and allocates each element's declared length before reading the value, so
+// a command of a few bytes whose element declares 2 GB made it ask for 2 GB. Command sets are
+// small (UIDs, AE titles, short integers): an element or a whole command set over kMaxCommand
+// is refused before DCMTK reads the bytes that declare it.
+class CommandScreen {
+ public:
+  static constexpr uint64_t kMaxCommand = 64 * 1024;
+
+  // The next bytes DCMTK is about to read: a reason to refuse them, or empty.
+  std::string feed(const uint8_t* p, size_t n) {
+    while (n > 0 && !lost_) {
+      if (pdu_hdr_n_ < 6) {  // PDU header
+        pdu_hdr_[pdu_hdr_n_++] = *p++;
+        --n;
+        if (pdu_hdr_n_ == 6) {
+          pdu_left_ = be32(pdu_hdr_ + 2);
+          pdata_ = pdu_hdr_[0] == 0x04;
+          if (pdu_left_ == 0) pdu_hdr_n_ = 0;
+        }
+        continue;
+      }
+      size_t k = 0;
+      if (!pdata_) {
+        k = size_t(std::min<uint64_t>(n, pdu_left_));
+      } else if (pdv_hdr_n_ < 6) {  // PDV header: length, context, control
+        pdv_hdr_[pdv_hdr_n_++] = *p;
+        k = 1;
+        if (pdv_hdr_n_ == 6) {
+          const uint64_t length = be32(pdv_hdr_);
+          // A PDV shorter than its header or longer than its PDU: DCMTK refuses the PDU.
+          if (length < 2 || length - 2 > pdu_left_ - 1) lost_ = true;
+          pdv_left_ = length - 2;
+          control_ = pdv_hdr_[5];
+          if (pdv_left_ == 0) end_pdv();
+        }
+      } else {  // PDV data
+        k = size_t(std::min<uint64_t>(n, pdv_left_));
+        if (control_ & 0x01) {
+          std::string problem = command(p, k);
+          if (!problem.empty()) return problem;
+        }
+        pdv_left_ -= k;
+        if (pdv_left_ == 0) end_pdv();
+      }
+      p += k;
+      n -= k;
+      pdu_left_ -= k;
+      if (pdu_left_ == 0) {
+        pdu_hdr_n_ = 0;
+        if (pdv_hdr_n_ != 0 && pdv_hdr_n_ < 6) lost_ = true;  // a PDV header split across PDUs
+        pdv_hdr_n_ = 0;
+      }
+    }
+    return {};
+  }
+
+ private:
+  static uint64_t be32(const uint8_t* b) {
+    return uint64_t(b[0]) << 24 | uint64_t(b[1]) << 16 | uint64_t(b[2]) << 8 | b[3];
+  }
+
+  void end_pdv() {
+    pdv_hdr_n_ = 0;
+    if ((control_ & 0x03) == 0x03) {  // the last fragment of a command: the next one starts afresh
+      el_hdr_n_ = 0;
+      el_skip_ = 0;
+      command_bytes_ = 0;
+    }
+  }
+
+  // Command bytes (implicit VR little endian): element headers are checked as they complete.
+  std::string command(const uint8_t* p, size_t n) {
+    command_bytes_ += n;
+    if (command_bytes_ > kMaxCommand)
+      return "a DIMSE command set of more than " + std::to_string(kMaxCommand) + " bytes";
+    while (n > 0) {
+      if (el_skip_ > 0) {
+        const size_t k = size_t(std::min<uint64_t>(n, el_skip_));
+        p += k;
+        n -= k;
+        el_skip_ -= k;
+        continue;
+      }
+      el_hdr_[el_hdr_n_++] = *p++;
+      --n;
+      if (el_hdr_n_ == 8) {
+        el_hdr_n_ = 0;
+        el_skip_ = uint64_t(el_hdr_[4]) | uint64_t(el_hdr_[5]) << 8 | uint64_t(el_hdr_[6]) << 16 |
+                   uint64_t(el_hdr_[7]) << 24;
+        if (el_skip_ > kMaxCommand) {
+          char tag[16];
+          std::snprintf(tag, sizeof tag, "(%02X%02X,%02X%02X)", el_hdr_[1], el_hdr_[0], el_hdr_[3], el_hdr_[2]);
+          return std::string("DIMSE command element ") + tag + " declares " + std::to_string(el_skip_) +
+                 " bytes (a command set holds at most " + std::to_string(kMaxCommand) + ")";
+        }
+      }
+    }
+    return {};
+  }
+
+  uint8_t pdu_hdr_[6] = {};
+  size_t pdu_hdr_n_ = 0;
+  uint64_t pdu_left_ = 0;
+  bool pdata_ = false;
+  uint8_t pdv_hdr_[6] = {};
+  size_t pdv_hdr_n_ = 0;
+  uint64_t pdv_left_ = 0;
+  uint8_t control_ = 0;
+  uint8_t el_hdr_[8] = {};
+  size_t el_hdr_n_ = 0;
+  uint64_t el_skip_ = 0;
+  uint64_t command_bytes_ = 0;
+  bool lost_ = false;  // a stream DCMTK refuses by itself: no longer followed
+};
+
 // The transport connection of every association: it reads the peer's first PDU whole before
 // DCMTK does, and when that is an A-ASSOCIATE-RQ DCMTK would leak on (associate_rq_problem),
 // one larger than kMaxAssociateRq or one not complete within the ACSE timeout, hands DCMTK a
 // PDU header of no known type instead, which its listener refuses by itself. (A read error
 // would not do: DCMTK takes it for a peer that closed, accepts an empty association and gives
 // it a worker, which then counts against max-associations.) After the first PDU, reads go to
-// the socket.
+// the socket through a CommandScreen; a command it refuses ends the association (a read error).
 class ScreenedConnection : public DcmTCPConnection {
  public:
   ScreenedConnection(DcmNativeSocketType socket, int timeout_s) : DcmTCPConnection(socket), timeout_s_(timeout_s) {}
@@ -129,8 +246,9 @@ class ScreenedConnection : public DcmTCPConnection {
       served_ = 0;
     } else if (state_ == State::Fresh) {
       state_ = State::Serving;
+      screen_.feed(first_.data(), first_.size());  // keeps the screen in step with the PDUs
     }
-    if (state_ == State::Refused && served_ == first_.size()) {
+    if ((state_ == State::Refused || state_ == State::Closed) && served_ == first_.size()) {
       errno = ECONNRESET;
       return -1;
     }
@@ -144,7 +262,17 @@ class ScreenedConnection : public DcmTCPConnection {
       }
       return ssize_t(n);
     }
-    return DcmTCPConnection::read(buf, nbyte);
+    const ssize_t got = DcmTCPConnection::read(buf, nbyte);
+    if (got > 0) {
+      const std::string problem = screen_.feed(static_cast<const uint8_t*>(buf), size_t(got));
+      if (!problem.empty()) {
+        DCMNET_WARN("association aborted: " << problem.c_str());
+        state_ = State::Closed;
+        errno = ECONNRESET;
+        return -1;
+      }
+    }
+    return got;
   }
 
   OFBool networkDataAvailable(int timeout) override {
@@ -153,7 +281,7 @@ class ScreenedConnection : public DcmTCPConnection {
   }
 
  private:
-  enum class State { Fresh, Serving, Refused };
+  enum class State { Fresh, Serving, Refused, Closed };
   // Large enough for 128 presentation contexts of many transfer syntaxes each.
   static constexpr size_t kMaxAssociateRq = 1 << 20;
 
@@ -208,6 +336,7 @@ class ScreenedConnection : public DcmTCPConnection {
   State state_ = State::Fresh;
   std::vector<uint8_t> first_;
   size_t served_ = 0;
+  CommandScreen screen_;
 };
 
 // Hands DCMTK a ScreenedConnection for every accepted socket.
