@@ -647,6 +647,11 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     Bytes unknown_sub_item = associate_rq(sc);
     unknown_sub_item[6 + 68 + 25 + 8 + 29] = 0x44;  // the transfer syntax sub-item
     CHECK_THAT(problem(unknown_sub_item), Catch::Contains("at byte 99 offers no transfer syntax"));
+    Bytes no_caller = associate_rq(sc);
+    std::fill(no_caller.begin() + 6 + 20, no_caller.begin() + 6 + 36, uint8_t(' '));
+    CHECK_THAT(problem(no_caller), Catch::Contains("the calling AE title is empty"));
+    no_caller[6 + 20] = 0, no_caller[6 + 21] = 'X';
+    CHECK_THAT(problem(no_caller), Catch::Contains("the calling AE title is empty"));
     CHECK_THAT(problem(associate_rq(sc, Bytes{0x40, 0, 0, 9, '1'})), Catch::Contains("a sub-item of 9 bytes (1 follow)"));
     Bytes cut = associate_rq(sc);
     cut.resize(cut.size() - 14);  // the user information item and the context's last 2 bytes

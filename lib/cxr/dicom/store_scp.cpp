@@ -25,6 +25,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "cxr/dicom/durable.hpp"
 #include "cxr/error.hpp"
@@ -68,6 +69,14 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
   constexpr size_t kFixed = 2 + 2 + 16 + 16 + 32;
   constexpr size_t kUidMax = 64;
   if (size < kFixed) return {};
+  // DCMTK reads each AE title up to its first NUL and drops trailing spaces; with either one
+  // empty it fails to build its answer and leaks the two lists it had made for it.
+  for (const auto& [offset, which] : {std::pair<size_t, const char*>{4, "called"}, {20, "calling"}}) {
+    size_t n = 0;
+    while (n < 16 && body[offset + n] != 0) ++n;
+    while (n > 0 && body[offset + n - 1] == ' ') --n;
+    if (n == 0) return std::string("the ") + which + " AE title is empty";
+  }
   auto u16 = [body](size_t at) { return size_t(body[at]) << 8 | body[at + 1]; };
   size_t at = kFixed;
   while (at < size) {
