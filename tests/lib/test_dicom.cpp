@@ -652,6 +652,18 @@ TEST_CASE("association requests DCMTK would leak on are refused before it parses
     CHECK_THAT(problem(no_caller), Catch::Contains("the calling AE title is empty"));
     no_caller[6 + 20] = 0, no_caller[6 + 21] = 'X';
     CHECK_THAT(problem(no_caller), Catch::Contains("the calling AE title is empty"));
+    // The user information item (the last 12 bytes): an extended negotiation sub-item whose
+    // SOP class UID is longer than the sub-item, then a second user information item.
+    Bytes ext_neg = associate_rq(sc);
+    ext_neg.insert(ext_neg.end(), {0x56, 0, 0, 4, 0, 9, '1', '.'});
+    ext_neg[6 + 68 + 25 + 58 + 3] += 8;  // the user information item's length
+    ext_neg[5] += 8;
+    CHECK_THAT(problem(ext_neg), Catch::Contains("an extended negotiation sub-item whose lengths do not fit"));
+    Bytes two_user_infos = associate_rq(sc);
+    const Bytes user_info(two_user_infos.end() - 12, two_user_infos.end());
+    two_user_infos.insert(two_user_infos.end(), user_info.begin(), user_info.end());
+    two_user_infos[5] += 12;
+    CHECK_THAT(problem(two_user_infos), Catch::Contains("more than one user information item"));
     CHECK_THAT(problem(associate_rq(sc, Bytes{0x40, 0, 0, 9, '1'})), Catch::Contains("a sub-item of 9 bytes (1 follow)"));
     Bytes cut = associate_rq(sc);
     cut.resize(cut.size() - 14);  // the user information item and the context's last 2 bytes

@@ -79,6 +79,7 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
   }
   auto u16 = [body](size_t at) { return size_t(body[at]) << 8 | body[at + 1]; };
   size_t at = kFixed;
+  int user_info_items = 0, user_identities = 0;
   while (at < size) {
     const size_t avail = size - at;
     const uint8_t type = body[at];
@@ -86,6 +87,25 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
       // Other items: where DCMTK's parser stops, it frees what it built. The walk goes on
       // (DCMTK refuses such a request anyway).
       if (avail < 4 || u16(at + 2) > avail - 4) return {};
+      if (type == 0x50) {
+        const std::string where = "the user information item at byte " + std::to_string(at + 6);
+        // A second one (or a second user identity) replaces what DCMTK kept of the first.
+        if (++user_info_items > 1) return "more than one user information item";
+        size_t sub = at + 4, left = u16(at + 2);
+        while (left > 0) {
+          const uint8_t sub_type = body[sub];
+          if ((sub_type == 0x58 || sub_type == 0x59) && ++user_identities > 1)
+            return where + " has more than one user identity sub-item";
+          // SOP class extended negotiation: DCMTK allocates the sub-item, then drops it when
+          // its lengths do not fit.
+          if (sub_type == 0x56 && (left < 6 || u16(sub + 2) > left - 4 || u16(sub + 2) < 2 ||
+                                   u16(sub + 4) > u16(sub + 2) - 2))
+            return where + " has an extended negotiation sub-item whose lengths do not fit";
+          if (left < 4 || u16(sub + 2) > left - 4) break;  // DCMTK stops here and frees it all
+          left -= 4 + u16(sub + 2);
+          sub += 4 + u16(sub + 2);
+        }
+      }
       at += 4 + u16(at + 2);
       continue;
     }

@@ -43,7 +43,9 @@ const std::vector<std::string>& accepted_transfer_syntaxes();
 /// empty. DCMTK 3.6.7 leaks what it parsed of a request whose presentation context item it fails
 /// to parse (a length beyond the item or the PDU, a syntax UID over 64 characters) or that
 /// offers no transfer syntax: about 2 MB per 64 kB request, for good, so a peer repeating it
-/// exhausts memory; and a little for each request with an empty AE title. The listener reads each connection's request itself first and refuses the
+/// exhausts memory; and a little for each request with an empty AE title, an extended
+/// negotiation sub-item whose lengths do not fit, or a second user information item or user
+/// identity. The listener reads each connection's request itself first and refuses the
 /// connection on such an item.
 std::string associate_rq_problem(const uint8_t* body, size_t size);
 
