@@ -141,6 +141,40 @@ std::string associate_rq_problem(const uint8_t* body, size_t size) {
 
 namespace {
 
+// DCMTK keeps the SOP class extended negotiation sub-items it parsed in a list whose members it
+// does not free when the rest of the request then fails to parse, so every such request lost
+// them. The listener negotiates no extended negotiation (it would answer without any), so the
+// request is handed to DCMTK without them: removed from the user information item, whose length
+// and the PDU's shrink accordingly. `pdu` is a whole A-ASSOCIATE-RQ that associate_rq_problem
+// accepted.
+void strip_extended_negotiation(std::vector<uint8_t>& pdu) {
+  auto u16 = [&pdu](size_t at) { return size_t(pdu[at]) << 8 | pdu[at + 1]; };
+  auto put16 = [&pdu](size_t at, size_t v) { pdu[at] = uint8_t(v >> 8), pdu[at + 1] = uint8_t(v); };
+  size_t at = 6 + 68;
+  while (at + 4 <= pdu.size() && u16(at + 2) <= pdu.size() - at - 4) {
+    if (pdu[at] != 0x50) {
+      at += 4 + u16(at + 2);
+      continue;
+    }
+    size_t sub = at + 4, end = at + 4 + u16(at + 2), removed = 0;
+    while (sub + 4 <= end && u16(sub + 2) <= end - sub - 4) {
+      const size_t n = 4 + u16(sub + 2);
+      if (pdu[sub] == 0x56) {
+        pdu.erase(pdu.begin() + long(sub), pdu.begin() + long(sub + n));
+        end -= n;
+        removed += n;
+      } else {
+        sub += n;
+      }
+    }
+    if (removed == 0) return;
+    put16(at + 2, u16(at + 2) - removed);
+    const uint32_t length = uint32_t(pdu.size() - 6);
+    pdu[2] = uint8_t(length >> 24), pdu[3] = uint8_t(length >> 16), pdu[4] = uint8_t(length >> 8), pdu[5] = uint8_t(length);
+    return;  // associate_rq_problem allows one user information item
+  }
+}
+
 // Follows the PDU stream after the association request. DCMTK parses a DIMSE command set as its
 // fragments arrive and allocates each element's declared length before reading the value, so
 // a command of a few bytes whose element declares 2 GB made it ask for 2 GB. Command sets are
@@ -350,7 +384,10 @@ class ScreenedConnection : public DcmTCPConnection {
       if (first_.size() < 6 + size_t(length)) return true;  // cut short: DCMTK refuses it
       problem = associate_rq_problem(first_.data() + 6, length);
     }
-    if (problem.empty()) return true;
+    if (problem.empty()) {
+      strip_extended_negotiation(first_);
+      return true;
+    }
     DCMNET_WARN("association request refused unparsed: " << problem.c_str());
     return false;
   }
