@@ -159,21 +159,23 @@ TEST_CASE("engine: XNNPACK gives torchvision's probabilities on real scans at ba
                                                 static_cast<std::streamsize>(x.size() * sizeof(float)));
       const auto ref = torchvision_probabilities(c.arch, k, card.weights, in, n, c.height, c.width, out);
 
-      for (int batch : {1, 8}) {  // 8: full batches, then a ragged last one
+      // 8: full batches, then a ragged last one; on two threads, XNNPACK's thread pool splits
+      // each operator and each pointwise tile.
+      for (const auto& [batch, threads] : std::vector<std::pair<int, int>>{{1, 1}, {8, 1}, {8, 2}}) {
         PredictorOptions o;
         o.device = "cpu";
         o.engine = Engine::Xnnpack;
         o.max_batch = batch;
-        o.threads = 1;
+        o.threads = threads;
         Predictor p(card, o);
         REQUIRE(p.engine() == Engine::Xnnpack);
         const auto got = p.predict(scans);
         REQUIRE(got.size() == scans.size());
         const double d = max_abs_difference(got, ref, c.classes.size());
-        INFO(c.arch << " batch " << batch << ": max |dprob| " << d);
+        INFO(c.arch << " batch " << batch << " threads " << threads << ": max |dprob| " << d);
         const auto [lo, hi] = std::minmax_element(ref.begin(), ref.end());
-        std::printf("engine parity %-20s batch %d (%zu scans%s): max|dprob| = %.3e (torchvision's probabilities "
-                    "%.3f..%.3f)\n", c.arch, batch, scans.size(),
+        std::printf("engine parity %-20s batch %d, %d thread%s (%zu scans%s): max|dprob| = %.3e (torchvision's "
+                    "probabilities %.3f..%.3f)\n", c.arch, batch, threads, threads > 1 ? "s" : "", scans.size(),
                     batch > 1 && scans.size() % static_cast<size_t>(batch) ? ", ragged last batch" : "", d, *lo, *hi);
         CHECK(d <= kTol);
       }
@@ -221,6 +223,37 @@ TEST_CASE("engine: a batch outside 1..max_batch is refused by run() and profile(
   engine.run(x.data(), 2, again.data());
   CHECK(again == logits);
   CHECK(engine.profile(x.data(), 2, 1).size() > 1);
+}
+
+TEST_CASE("engine: pointwise convolutions run with their activation and squeeze-excitation gate fused", "[engine]") {
+  // What the plan runs, by the names profile() gives its layers: every 1x1 convolution that an
+  // activation follows carries it, every squeeze-excitation scaling goes into the convolution
+  // after it, and no separate pass is left for either.
+  struct Case {
+    const char* arch;
+    const char* act;
+  };
+  for (const Case& c : {Case{"efficientnet_b1", "silu"}, Case{"mobilenet_v3_large", "hardswish"}}) {
+    DYNAMIC_SECTION(c.arch) {
+      auto net = make_classifier(c.arch, 3);
+      net->eval();
+      cxr::engine::XnnOptions o;
+      o.height = o.width = 64;
+      cxr::engine::XnnNetwork engine(*net, o);
+      std::vector<float> x(size_t{3} * 64 * 64, 0.5f);
+      int fused_act = 0, gated = 0, scales = 0;
+      const std::string pointwise = "conv 1x1/1 ";
+      for (const auto& t : engine.profile(x.data(), 1, 1)) {
+        INFO(t.name);
+        if (t.name.find(pointwise) != std::string::npos && t.name.find(std::string(" +") + c.act) != std::string::npos) ++fused_act;
+        if (t.name.find("gate + conv 1x1/1") != std::string::npos) ++gated;
+        if (t.name.size() >= 6 && t.name.compare(t.name.size() - 6, 6, " scale") == 0) ++scales;
+      }
+      CHECK(fused_act > 0);
+      CHECK(gated > 0);
+      CHECK(scales == 0);
+    }
+  }
 }
 
 TEST_CASE("engine: embeddings equal the LibTorch path's; xnnpack refused where it cannot run", "[engine]") {

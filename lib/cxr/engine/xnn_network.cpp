@@ -12,6 +12,10 @@
 #include <map>
 #include <mutex>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/silu.hpp"
@@ -70,6 +74,12 @@ struct Layer {
   size_t cin = 0, cout = 0;
   std::vector<float> weight, bias;  // conv: OHWI (XNNPACK's [groups][out][kh][kw][in]); linear: [out][in]
   float lo = -kInf, hi = kInf;      // output clamp
+  // A pointwise convolution (1x1, stride 1, no padding, one group) runs as a matrix product over
+  // pixel rows, in tiles small enough to stay in the core's cache: `post` (SiLU or Hardswish) is
+  // applied to each output tile as soon as it is written, and `in2`, when set, is a squeeze-
+  // excitation gate ([1, 1, cin] per sample) that scales each input tile on its way in.
+  bool rows = false;
+  Op post = Op::Conv;  // Op::Conv: nothing after
 };
 
 struct Value {
@@ -307,6 +317,48 @@ class Builder {
   }
 };
 
+bool reads_storage(const Plan& p, const Layer& l, int storage) {
+  auto of = [&](int v) { return v >= 0 && p.values[static_cast<size_t>(v)].storage == storage; };
+  return of(l.in) || of(l.in2);
+}
+
+// Pointwise convolutions become row products with their activation, and the squeeze-excitation
+// scaling before them, fused in (Layer::rows). The scaled values then never land in the
+// activation's storage: a Scale is fused only where nothing after the convolution reads that
+// storage.
+void fuse_pointwise(Plan& p) {
+  std::vector<Layer> out;
+  out.reserve(p.layers.size());
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    Layer l = std::move(p.layers[i]);
+    const bool pointwise = l.op == Op::Conv && l.kh == 1 && l.kw == 1 && l.stride == 1 && l.pad == 0 && l.groups == 1;
+    if (!pointwise) {
+      out.push_back(std::move(l));
+      continue;
+    }
+    l.rows = true;
+    if (!out.empty() && out.back().op == Op::Scale && out.back().out == l.in && out.back().lo == -kInf &&
+        out.back().hi == kInf) {
+      const int storage = p.values[static_cast<size_t>(l.in)].storage;
+      bool read_later = p.logits == l.in || p.embedding == l.in;
+      for (size_t j = i + 1; j < p.layers.size() && !read_later; ++j) read_later = reads_storage(p, p.layers[j], storage);
+      if (!read_later) {
+        l.in2 = out.back().in2;
+        out.pop_back();
+      }
+    }
+    if (i + 1 < p.layers.size()) {
+      const Layer& next = p.layers[i + 1];
+      if ((next.op == Op::SiLU || next.op == Op::Hardswish) && next.in == l.out) {
+        l.post = next.op;
+        ++i;  // its output is an alias of the convolution's: the same storage
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  p.layers = std::move(out);
+}
+
 Plan build_plan(const models::ClassifierImpl& net, const XnnOptions& o) {
   if (net.folded()) throw InvalidArgument("XNNPACK engine: the module's BatchNorms are already folded");
   Builder b(net);
@@ -354,6 +406,7 @@ Plan build_plan(const models::ClassifierImpl& net, const XnnOptions& o) {
   } else {
     throw InvalidArgument("XNNPACK engine: no network for architecture '" + arch + "'");
   }
+  fuse_pointwise(b.plan);
   return std::move(b.plan);
 }
 
@@ -456,6 +509,7 @@ struct AlignedFree {
 struct Context {
   std::vector<xnn_operator_t> ops;  // per layer; nullptr where the engine runs the layer itself
   std::vector<std::unique_ptr<float, AlignedFree>> buffers;
+  std::unique_ptr<float, AlignedFree> gated;  // one gated input tile of a pointwise convolution
   pthreadpool_t pool = nullptr;
   size_t batch = 0;  // the batch size the operators are set up for
 
@@ -470,12 +524,65 @@ struct Context {
   }
 };
 
-struct SiluTask {
+// Hardswish as XNNPACK computes it: x * min(max(x / 6 + 1/2, 0), 1).
+#if defined(__x86_64__)
+// GCC 12 warns about the undefined pass-through operand of its own AVX-512 intrinsics
+// (gcc.gnu.org/bugzilla 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void hardswish_avx512(float* x, size_t n) {
+  const __m512 sixth = _mm512_set1_ps(1.f / 6.f), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.f);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __m512 g = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, sixth, half), _mm512_setzero_ps()), one);
+    _mm512_storeu_ps(x + i, _mm512_mul_ps(v, g));
+  }
+  for (; i < n; ++i) x[i] *= std::min(std::max(x[i] * (1.f / 6.f) + 0.5f, 0.f), 1.f);
+}
+#pragma GCC diagnostic pop
+
+#endif
+
+void hardswish_inplace(float* x, size_t n) {
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) {
+    hardswish_avx512(x, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; ++i) x[i] *= std::min(std::max(x[i] * (1.f / 6.f) + 0.5f, 0.f), 1.f);
+}
+
+// An activation pass in place over x[0, count), split across the pool's threads when there is one.
+struct ActTask {
   float* x;
+  Op op;
 };
 
-void silu_tile(void* ctx, size_t start, size_t count) {
-  models::silu_inplace(static_cast<SiluTask*>(ctx)->x + start, static_cast<int64_t>(count));
+void act_tile(void* ctx, size_t start, size_t count) {
+  const auto* t = static_cast<ActTask*>(ctx);
+  if (t->op == Op::SiLU) {
+    models::silu_inplace(t->x + start, static_cast<int64_t>(count));
+  } else {
+    hardswish_inplace(t->x + start, count);
+  }
+}
+
+void activate(pthreadpool_t pool, Op op, float* x, size_t count) {
+  ActTask task{x, op};
+  if (pool) {
+    pthreadpool_parallelize_1d_tile_1d(pool, act_tile, &task, count, 1 << 14, 0);
+  } else {
+    act_tile(&task, 0, count);
+  }
+}
+
+// Rows of a pointwise convolution's tile: enough that the packed weights are reused across many
+// rows, few enough that the tile's output (~64 KiB a thread) is still in cache for the activation.
+size_t rows_per_tile(const Layer& l, size_t threads) {
+  return std::max<size_t>(64, (16384 / std::max<size_t>(1, l.cout) + 7) / 8 * 8) * std::max<size_t>(1, threads);
 }
 
 }  // namespace
@@ -510,6 +617,13 @@ struct XnnNetwork::Impl {
     }
     for (const auto& l : plan.layers) {
       xnn_operator_t op = nullptr;
+      if (l.rows) {
+        check(xnn_create_fully_connected_nc_f32(l.cin, l.cout, l.cin, l.cout, l.weight.data(), l.bias.data(), l.lo,
+                                                l.hi, 0, &op),
+              l, "creation");
+        c->ops.push_back(op);
+        continue;
+      }
       switch (l.op) {
         case Op::Conv: {
           const size_t gin = l.cin / l.groups, gout = l.cout / l.groups;
@@ -540,6 +654,15 @@ struct XnnNetwork::Impl {
       }
       c->ops.push_back(op);
     }
+    size_t gated = 0;
+    for (const auto& l : plan.layers) {
+      if (l.rows && l.in2 >= 0) gated = std::max(gated, rows_per_tile(l, static_cast<size_t>(options.threads)) * l.cin);
+    }
+    if (gated) {
+      void* p = std::aligned_alloc(64, (gated * sizeof(float) + 64 + 63) / 64 * 64);
+      if (!p) throw std::bad_alloc();
+      c->gated.reset(static_cast<float*>(p));
+    }
     return c;
   }
 
@@ -552,6 +675,7 @@ struct XnnNetwork::Impl {
       const float* x = data(c, l.in);
       float* y = data(c, l.out);
       xnn_status s = xnn_status_success;
+      if (l.rows) continue;  // set up tile by tile in run_rows()
       switch (l.op) {
         case Op::Conv: s = xnn_setup_convolution2d_nhwc_f32(op, n, si.h, si.w, x, y, c.pool); break;
         case Op::Linear: s = xnn_setup_fully_connected_nc_f32(op, n, x, y, c.pool); break;
@@ -576,17 +700,51 @@ struct XnnNetwork::Impl {
     c.batch = n;
   }
 
+  // A pointwise convolution over the batch's pixel rows, tile by tile: the gate scales a tile of
+  // input rows into Context::gated, the row product writes its output tile, the activation runs
+  // on that tile while it is in cache. A gated tile never spans two samples.
+  void run_rows(Context& c, size_t i, size_t n) {
+    const Layer& l = plan.layers[i];
+    xnn_operator_t op = c.ops[i];
+    const Shape& si = plan.shape(l.in);
+    const size_t hw = si.h * si.w;
+    const float* x = data(c, l.in);
+    float* y = data(c, l.out);
+    const float* gate = l.in2 >= 0 ? data(c, l.in2) : nullptr;
+    const size_t tile = rows_per_tile(l, static_cast<size_t>(options.threads));
+    auto span = [&](size_t first, size_t count, const float* g) {
+      const float* in = x + first * l.cin;
+      if (g) {
+        float* t = c.gated.get();
+        for (size_t r = 0; r < count; ++r) {
+          const float* src = in + r * l.cin;
+          float* dst = t + r * l.cin;
+          for (size_t ch = 0; ch < l.cin; ++ch) dst[ch] = src[ch] * g[ch];
+        }
+        in = t;
+      }
+      float* out = y + first * l.cout;
+      check(xnn_setup_fully_connected_nc_f32(op, count, in, out, c.pool), l, "setup");
+      check(xnn_run_operator(op, c.pool), l, "run");
+      if (l.post != Op::Conv) activate(c.pool, l.post, out, count * l.cout);
+    };
+    if (gate) {
+      for (size_t b = 0; b < n; ++b) {
+        for (size_t r = 0; r < hw; r += tile) span(b * hw + r, std::min(tile, hw - r), gate + b * l.cin);
+      }
+    } else {
+      for (size_t r = 0; r < n * hw; r += tile) span(r, std::min(tile, n * hw - r), nullptr);
+    }
+  }
+
   void run_layer(Context& c, size_t i, size_t n) {
     const Layer& l = plan.layers[i];
+    if (l.rows) {
+      run_rows(c, i, n);
+      return;
+    }
     if (l.op == Op::SiLU) {
-      float* x = data(c, l.in);
-      const size_t count = n * plan.shape(l.in).size();
-      if (c.pool) {
-        SiluTask task{x};
-        pthreadpool_parallelize_1d_tile_1d(c.pool, silu_tile, &task, count, 1 << 14, 0);
-      } else {
-        models::silu_inplace(x, static_cast<int64_t>(count));
-      }
+      activate(c.pool, Op::SiLU, data(c, l.in), n * plan.shape(l.in).size());
       return;
     }
     check(xnn_run_operator(c.ops[i], c.pool), l, "run");
@@ -697,6 +855,8 @@ std::vector<LayerTime> XnnNetwork::profile(const float* input, size_t n, int rep
       what += " " + std::to_string(l.kh) + "x" + std::to_string(l.kw) + "/" + std::to_string(l.stride) + " " +
               std::to_string(l.cin) + "->" + std::to_string(l.cout) + (l.groups > 1 ? " depthwise" : "");
       if (l.lo == 0.f) what += l.hi == 1.f ? " +hardsigmoid" : " +relu";
+      if (l.rows && l.in2 >= 0) what = "gate + " + what;
+      if (l.post != Op::Conv) what += std::string(" +") + op_name(l.post);
     } else if (l.op == Op::Add && l.lo == 0.f) {
       what += " +relu";
     }
