@@ -16,7 +16,10 @@
 //                                                          per-batch work of cxrinfer's compute
 //                                                          thread, without the stream
 //   bench-infer rss CARD SIZE BATCH FRAMES [PROPS]         VmRSS while streaming FRAMES scans
-//   bench-infer profile ARCH|CARD SIZE BATCH THREADS REPEATS  the XNNPACK engine's time per layer
+//   bench-infer profile ARCH|CARD SIZE BATCH THREADS REPEATS [xnnpack-depthwise]
+//                                                          the XNNPACK engine's time per layer
+//                                                          (xnnpack-depthwise: depthwise layers on
+//                                                          XNNPACK's operator, not the engine's own)
 //
 // raw's LAYOUT xnnpack times the XNNPACK engine's run() instead of the LibTorch module.
 //
@@ -129,7 +132,7 @@ int raw_xnnpack(cxr::models::ClassifierImpl& net, int size, int batch, int threa
 }
 
 // Per-layer times of the XNNPACK engine (best of REPEATS), one line per layer, then the total.
-int profile_xnnpack(const std::string& arch, int size, int batch, int threads, int repeats) {
+int profile_xnnpack(const std::string& arch, int size, int batch, int threads, int repeats, bool own_depthwise) {
   std::shared_ptr<cxr::models::ClassifierImpl> net;
   if (arch.size() > 5 && arch.substr(arch.size() - 5) == ".toml") {  // a card: its architecture and weights
     const auto card = cxr::models::load_card(arch);
@@ -143,6 +146,7 @@ int profile_xnnpack(const std::string& arch, int size, int batch, int threads, i
   o.height = o.width = size;
   o.max_batch = batch;
   o.threads = std::max(1, threads);
+  o.own_depthwise = own_depthwise;
   cxr::engine::XnnNetwork engine(*net, o);
   std::vector<float> x(static_cast<size_t>(batch) * 3 * size * size, 0.5f);
   const auto times = engine.profile(x.data(), static_cast<size_t>(batch), repeats);
@@ -353,8 +357,8 @@ int main(int argc, char** argv) {
     if ((a.size() == 6 || a.size() == 7) && a[0] == "predictor") {
       return predictor(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stod(a[4]), a[5], a.size() == 7 ? a[6] : "auto");
     }
-    if (a.size() == 6 && a[0] == "profile") {
-      return profile_xnnpack(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]));
+    if ((a.size() == 6 || (a.size() == 7 && a[6] == "xnnpack-depthwise")) && a[0] == "profile") {
+      return profile_xnnpack(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), a.size() == 6);
     }
     if ((a.size() == 6 || a.size() == 7) && a[0] == "pipeline") {
       return pipeline(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), false,

@@ -13,9 +13,11 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "cxr/engine/depthwise.hpp"
 #include "cxr/engine/xnn_network.hpp"
 #include "cxr/error.hpp"
 #include "cxr/io/decode.hpp"
@@ -306,4 +308,76 @@ TEST_CASE("engine: embeddings equal the LibTorch path's; xnnpack refused where i
   o.fold_batchnorm = true;
   o.precision = Precision::FP16;
   CHECK_THROWS_AS(Predictor(card, o), cxr::InvalidArgument);
+}
+
+TEST_CASE("engine: the depthwise kernel equals a direct convolution on every shape it takes", "[engine]") {
+  // Odd sizes (borders on both sides, rows with no interior pixel, rows longer than the kernel's
+  // 16-pixel tiles), channel counts that leave a masked tail (72, 184: MobileNetV3's and
+  // EfficientNet's), a count under one block, 3x3 stride 1 and 5x5 strides 1 and 2, paddings
+  // 0 .. k - 1, a batch of two, and each fused activation after the clamp.
+  if (!cxr::engine::depthwise_kernel_available()) {
+    // The engine then keeps XNNPACK's depthwise operator; constructing the kernel says why not.
+    CHECK_THROWS_AS(cxr::engine::DepthwiseConv(16, 3, 1, 1, nullptr, nullptr, 0, 1, cxr::engine::DepthwisePost::None),
+                    cxr::InvalidArgument);
+    return;
+  }
+  using cxr::engine::DepthwisePost;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  struct Shape {
+    size_t c, h, w;
+    uint32_t k, stride, pad;
+  };
+  const std::vector<float> shapes_weight(16 * 9, 1.f);
+  const Shape shapes[] = {{72, 9, 11, 3, 1, 1}, {184, 7, 7, 5, 1, 2}, {40, 13, 6, 5, 2, 1}, {5, 10, 9, 5, 2, 2},
+                          {16, 4, 4, 5, 1, 2},  {33, 8, 5, 3, 1, 0},  {24, 12, 12, 5, 2, 1}, {17, 3, 3, 3, 1, 2},
+                          {24, 5, 37, 3, 1, 1}, {20, 6, 41, 5, 2, 2}};  // rows of more than one tile
+  // 3x3 stride 2 is XNNPACK's (faster there); the kernel refuses it.
+  CHECK_FALSE(cxr::engine::DepthwiseConv::supports(3, 2));
+  CHECK_THROWS_AS(cxr::engine::DepthwiseConv(16, 3, 2, 1, shapes_weight.data(), shapes_weight.data(), 0, 6,
+                                             DepthwisePost::None),
+                  cxr::InvalidArgument);
+  const size_t n = 2;
+  for (const Shape& s : shapes) {
+    for (DepthwisePost post : {DepthwisePost::None, DepthwisePost::SiLU, DepthwisePost::Hardswish}) {
+      const float lo = post == DepthwisePost::None ? 0.f : -3.f, hi = post == DepthwisePost::None ? 6.f : 4.f;
+      std::vector<float> w(s.c * s.k * s.k), b(s.c), x(n * s.h * s.w * s.c);
+      for (auto* v : {&w, &b, &x}) {
+        for (float& f : *v) f = normal(rng);
+      }
+      const cxr::engine::DepthwiseConv dw(s.c, s.k, s.stride, s.pad, w.data(), b.data(), lo, hi, post);
+      const size_t oh = dw.out_size(s.h), ow = dw.out_size(s.w);
+      std::vector<float> y(n * oh * ow * s.c, std::nanf(""));
+      // Rows in two calls, as two threads would take them.
+      dw.run_rows(x.data(), s.h, s.w, y.data(), 0, 3);
+      dw.run_rows(x.data(), s.h, s.w, y.data(), 3, n * oh - 3);
+      double worst = 0;
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t oy = 0; oy < oh; ++oy) {
+          for (size_t ox = 0; ox < ow; ++ox) {
+            for (size_t ch = 0; ch < s.c; ++ch) {
+              double acc = b[ch];
+              for (size_t ky = 0; ky < s.k; ++ky) {
+                for (size_t kx = 0; kx < s.k; ++kx) {
+                  const long iy = static_cast<long>(oy * s.stride + ky) - static_cast<long>(s.pad);
+                  const long ix = static_cast<long>(ox * s.stride + kx) - static_cast<long>(s.pad);
+                  if (iy < 0 || ix < 0 || iy >= static_cast<long>(s.h) || ix >= static_cast<long>(s.w)) continue;
+                  acc += static_cast<double>(w[(ch * s.k + ky) * s.k + kx]) *
+                         x[((i * s.h + static_cast<size_t>(iy)) * s.w + static_cast<size_t>(ix)) * s.c + ch];
+                }
+              }
+              acc = std::min<double>(std::max<double>(acc, lo), hi);
+              if (post == DepthwisePost::SiLU) acc = acc / (1 + std::exp(-acc));
+              if (post == DepthwisePost::Hardswish) acc = acc * std::min(std::max(acc / 6 + 0.5, 0.0), 1.0);
+              const float got = y[((i * oh + oy) * ow + ox) * s.c + ch];
+              worst = std::max(worst, std::isfinite(got) ? std::abs(got - acc) : 1e30);
+            }
+          }
+        }
+      }
+      INFO("c " << s.c << " " << s.h << "x" << s.w << " k " << s.k << "/" << s.stride << " pad " << s.pad << " post "
+                << static_cast<int>(post));
+      CHECK(worst <= 2e-5);
+    }
+  }
 }

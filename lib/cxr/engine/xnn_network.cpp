@@ -10,12 +10,16 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "cxr/models/silu_avx512.hpp"
 #endif
 
+#include "cxr/engine/depthwise.hpp"
 #include "cxr/error.hpp"
 #include "cxr/models/classifier.hpp"
 #include "cxr/models/silu.hpp"
@@ -80,6 +84,8 @@ struct Layer {
   // excitation gate ([1, 1, cin] per sample) that scales each input tile on its way in.
   bool rows = false;
   Op post = Op::Conv;  // Op::Conv: nothing after
+  // A depthwise convolution that the engine's own kernel runs (depthwise.hpp), `post` fused in.
+  std::shared_ptr<const DepthwiseConv> dw;
 };
 
 struct Value {
@@ -325,13 +331,34 @@ bool reads_storage(const Plan& p, const Layer& l, int storage) {
 // Pointwise convolutions become row products with their activation, and the squeeze-excitation
 // scaling before them, fused in (Layer::rows). The scaled values then never land in the
 // activation's storage: a Scale is fused only where nothing after the convolution reads that
-// storage.
-void fuse_pointwise(Plan& p) {
+// storage. Depthwise 3x3 and 5x5 convolutions go to the engine's own kernel where the CPU runs
+// it, their activation fused in as well.
+void fuse_plan(Plan& p, bool own_depthwise) {
   std::vector<Layer> out;
   out.reserve(p.layers.size());
   for (size_t i = 0; i < p.layers.size(); ++i) {
     Layer l = std::move(p.layers[i]);
     const bool pointwise = l.op == Op::Conv && l.kh == 1 && l.kw == 1 && l.stride == 1 && l.pad == 0 && l.groups == 1;
+    const bool depthwise = own_depthwise && l.op == Op::Conv && l.groups > 1 && l.groups == l.cin && l.cin == l.cout && l.kh == l.kw &&
+                           depthwise_kernel_available() && DepthwiseConv::supports(l.kh, l.stride) && l.pad < l.kh;
+    if (depthwise) {
+      if (i + 1 < p.layers.size()) {
+        const Layer& next = p.layers[i + 1];
+        if ((next.op == Op::SiLU || next.op == Op::Hardswish) && next.in == l.out) {
+          l.post = next.op;
+          ++i;
+        }
+      }
+      const auto post = l.post == Op::SiLU        ? DepthwisePost::SiLU
+                        : l.post == Op::Hardswish ? DepthwisePost::Hardswish
+                                                  : DepthwisePost::None;
+      l.dw = std::make_shared<const DepthwiseConv>(l.cin, l.kh, l.stride, l.pad, l.weight.data(), l.bias.data(), l.lo,
+                                                   l.hi, post);
+      l.weight.clear();
+      l.bias.clear();
+      out.push_back(std::move(l));
+      continue;
+    }
     if (!pointwise) {
       out.push_back(std::move(l));
       continue;
@@ -406,7 +433,7 @@ Plan build_plan(const models::ClassifierImpl& net, const XnnOptions& o) {
   } else {
     throw InvalidArgument("XNNPACK engine: no network for architecture '" + arch + "'");
   }
-  fuse_pointwise(b.plan);
+  fuse_plan(b.plan, o.own_depthwise);
   return std::move(b.plan);
 }
 
@@ -526,22 +553,11 @@ struct Context {
 
 // Hardswish as XNNPACK computes it: x * min(max(x / 6 + 1/2, 0), 1).
 #if defined(__x86_64__)
-// GCC 12 warns about the undefined pass-through operand of its own AVX-512 intrinsics
-// (gcc.gnu.org/bugzilla 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f"))) void hardswish_avx512(float* x, size_t n) {
-  const __m512 sixth = _mm512_set1_ps(1.f / 6.f), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.f);
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    const __m512 g = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, sixth, half), _mm512_setzero_ps()), one);
-    _mm512_storeu_ps(x + i, _mm512_mul_ps(v, g));
-  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, models::hardswish16(_mm512_loadu_ps(x + i)));
   for (; i < n; ++i) x[i] *= std::min(std::max(x[i] * (1.f / 6.f) + 0.5f, 0.f), 1.f);
 }
-#pragma GCC diagnostic pop
-
 #endif
 
 void hardswish_inplace(float* x, size_t n) {
@@ -577,6 +593,19 @@ void activate(pthreadpool_t pool, Op op, float* x, size_t count) {
   } else {
     act_tile(&task, 0, count);
   }
+}
+
+// Output rows [start, start + count) of a depthwise layer.
+struct DepthwiseTask {
+  const DepthwiseConv* dw;
+  const float* in;
+  size_t ih, iw;
+  float* out;
+};
+
+void depthwise_tile(void* ctx, size_t start, size_t count) {
+  const auto* t = static_cast<DepthwiseTask*>(ctx);
+  t->dw->run_rows(t->in, t->ih, t->iw, t->out, start, count);
 }
 
 // Rows of a pointwise convolution's tile: enough that the packed weights are reused across many
@@ -617,6 +646,10 @@ struct XnnNetwork::Impl {
     }
     for (const auto& l : plan.layers) {
       xnn_operator_t op = nullptr;
+      if (l.dw) {
+        c->ops.push_back(nullptr);
+        continue;
+      }
       if (l.rows) {
         check(xnn_create_fully_connected_nc_f32(l.cin, l.cout, l.cin, l.cout, l.weight.data(), l.bias.data(), l.lo,
                                                 l.hi, 0, &op),
@@ -675,7 +708,7 @@ struct XnnNetwork::Impl {
       const float* x = data(c, l.in);
       float* y = data(c, l.out);
       xnn_status s = xnn_status_success;
-      if (l.rows) continue;  // set up tile by tile in run_rows()
+      if (l.rows || l.dw) continue;  // set up tile by tile in run_rows(); the engine's own kernel
       switch (l.op) {
         case Op::Conv: s = xnn_setup_convolution2d_nhwc_f32(op, n, si.h, si.w, x, y, c.pool); break;
         case Op::Linear: s = xnn_setup_fully_connected_nc_f32(op, n, x, y, c.pool); break;
@@ -737,8 +770,23 @@ struct XnnNetwork::Impl {
     }
   }
 
+  void run_depthwise(Context& c, const Layer& l, size_t n) {
+    const Shape& si = plan.shape(l.in);
+    DepthwiseTask task{l.dw.get(), data(c, l.in), si.h, si.w, data(c, l.out)};
+    const size_t rows = n * plan.shape(l.out).h;
+    if (c.pool) {
+      pthreadpool_parallelize_1d_tile_1d(c.pool, depthwise_tile, &task, rows, 1, 0);
+    } else {
+      depthwise_tile(&task, 0, rows);
+    }
+  }
+
   void run_layer(Context& c, size_t i, size_t n) {
     const Layer& l = plan.layers[i];
+    if (l.dw) {
+      run_depthwise(c, l, n);
+      return;
+    }
     if (l.rows) {
       run_rows(c, i, n);
       return;
@@ -856,6 +904,7 @@ std::vector<LayerTime> XnnNetwork::profile(const float* input, size_t n, int rep
               std::to_string(l.cin) + "->" + std::to_string(l.cout) + (l.groups > 1 ? " depthwise" : "");
       if (l.lo == 0.f) what += l.hi == 1.f ? " +hardsigmoid" : " +relu";
       if (l.rows && l.in2 >= 0) what = "gate + " + what;
+      if (l.dw) what += " (own kernel)";
       if (l.post != Op::Conv) what += std::string(" +") + op_name(l.post);
     } else if (l.op == Op::Add && l.lo == 0.f) {
       what += " +relu";

@@ -37,6 +37,9 @@ struct XnnOptions {
   int max_batch = 1;   ///< largest batch run() gets
   int threads = 1;     ///< threads of each execution context (1: the calling thread only)
   bool embeddings = false;  ///< keep the penultimate features for run()
+  /// Depthwise 3x3 and 5x5 convolutions on the engine's own kernel (depthwise.hpp) where the CPU
+  /// has AVX-512F; false: on XNNPACK's operator (for comparison).
+  bool own_depthwise = true;
 };
 
 /// Time of one layer in profile().

@@ -8,6 +8,8 @@
 #include <cmath>
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "cxr/models/silu_avx512.hpp"
 #endif
 
 namespace cxr::models {
@@ -46,43 +48,12 @@ __attribute__((target("avx2,fma"))) void silu_avx2(float* x, int64_t n) {
   for (; i < n; ++i) x[i] = silu_scalar(x[i]);
 }
 
-// GCC 12 warns about the undefined pass-through operand of its own AVX-512 intrinsics
-// (gcc.gnu.org/bugzilla 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// The same polynomial on 16 floats at a time; 2^k by scalef, and 1 / (1 + e) by the 14-bit
-// reciprocal estimate and one Newton step (relative error ~1e-7, like the division) instead of
-// a division, which the AVX2 loop waits on.
+// 16 floats at a time (silu_avx512.hpp): no division for the loop to wait on.
 __attribute__((target("avx512f"))) void silu_avx512(float* x, int64_t n) {
-  const __m512 hi = _mm512_set1_ps(88.3762626647949f), lo = _mm512_set1_ps(-88.3762626647949f);
-  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-  const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f);
-  const __m512 p0 = _mm512_set1_ps(1.9875691500e-4f), p1 = _mm512_set1_ps(1.3981999507e-3f),
-               p2 = _mm512_set1_ps(8.3334519073e-3f), p3 = _mm512_set1_ps(4.1665795894e-2f),
-               p4 = _mm512_set1_ps(1.6666665459e-1f), p5 = _mm512_set1_ps(5.0000001201e-1f);
-  const __m512 one = _mm512_set1_ps(1.f), two = _mm512_set1_ps(2.f);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    __m512 z = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), v), lo), hi);
-    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(z, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    z = _mm512_fnmadd_ps(k, c1, z);
-    z = _mm512_fnmadd_ps(k, c2, z);
-    __m512 y = _mm512_fmadd_ps(p0, z, p1);
-    y = _mm512_fmadd_ps(y, z, p2);
-    y = _mm512_fmadd_ps(y, z, p3);
-    y = _mm512_fmadd_ps(y, z, p4);
-    y = _mm512_fmadd_ps(y, z, p5);
-    y = _mm512_fmadd_ps(y, _mm512_mul_ps(z, z), _mm512_add_ps(z, one));  // e^r
-    const __m512 d = _mm512_add_ps(one, _mm512_scalef_ps(y, k));          // 1 + e^-v
-    __m512 r = _mm512_rcp14_ps(d);
-    r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, two));
-    _mm512_storeu_ps(x + i, _mm512_mul_ps(v, r));
-  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, silu16(_mm512_loadu_ps(x + i)));
   for (; i < n; ++i) x[i] = silu_scalar(x[i]);
 }
-
-#pragma GCC diagnostic pop
 
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

@@ -5,7 +5,8 @@
 /// LibTorch 1.13 as Debian builds it computes SiLU at ~0.6 G values/s on one AVX2 core (the
 /// exponential goes through scalar expf): EfficientNet-B1 spent ~9 of its ~42 ms per 224 px scan
 /// in SiLU. This kernel evaluates exp with a Cephes-style polynomial (range reduction by ln 2,
-/// then a degree-6 polynomial) on 8 floats at a time; its SiLU stays within 1e-6 relative of
+/// then a degree-6 polynomial) on 8 floats at a time with AVX2, 16 with AVX-512 (silu_avx512.hpp,
+/// which the XNNPACK engine's kernels share); its SiLU stays within 1e-6 relative of
 /// x * sigmoid(x) computed in double (lib test, [-20, 20] and the tails).
 #include <torch/types.h>
 
