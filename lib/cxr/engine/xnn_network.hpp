@@ -10,7 +10,9 @@
 /// and bias), the layers are laid out NHWC with their activations in a few buffers reused along
 /// the network, and residual adds, Hardswish, SiLU and the squeeze-excitation scaling run in
 /// place. An execution context packs the weights once (XNNPACK's own blocked layouts) and sets up
-/// its operators for a batch size, again only when the batch size changes. Concurrent run() calls
+/// its operators for a batch size, again only when the batch size changes. MobileNetV3-Large and
+/// EfficientNet-B1 run a batch one sample at a time up to their final pooling, and the classifier
+/// head on the whole batch (faster: one sample's activations stay in cache). Concurrent run() calls
 /// each take a context of their own (made on first need), so several threads can run batches side
 /// by side. No LibTorch types in this header.
 #include <cstddef>
