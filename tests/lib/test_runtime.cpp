@@ -64,15 +64,19 @@ TEST_CASE("runtime: device names: auto, cpu, cuda, cuda:N, each refusal names th
   }
 }
 
-TEST_CASE("runtime: BLAS kernels: a core without AVX2 kernels is replaced on a CPU with AVX2", "[runtime]") {
+TEST_CASE("runtime: BLAS kernels: a core without AVX2 kernels is replaced on a CPU with AVX2, AVX2 kernels on one with AVX-512", "[runtime]") {
   CHECK(better_blas_core("Prescott", true, false) == "Haswell");
   CHECK(better_blas_core("Prescott", true, true) == "SkylakeX");
   CHECK(better_blas_core("prescott", true, true) == "SkylakeX");  // OPENBLAS_CORETYPE's spelling
   CHECK(better_blas_core("Sandybridge", true, false) == "Haswell");
   CHECK(better_blas_core("Nehalem", false, false).empty());  // the CPU has no better kernels
-  CHECK(better_blas_core("Haswell", true, true).empty());    // OpenBLAS knew the CPU
+  CHECK(better_blas_core("Haswell", true, false).empty());  // OpenBLAS knew the CPU
   CHECK(better_blas_core("Zen", true, false).empty());
   CHECK(better_blas_core("SkylakeX", true, true).empty());
+  CHECK(better_blas_core("Cooperlake", true, true).empty());
+  // AVX2 kernels on a CPU with AVX-512: SkylakeX's (faster, and as right: the test below).
+  CHECK(better_blas_core("Haswell", true, true) == "SkylakeX");
+  CHECK(better_blas_core("zen", true, true) == "SkylakeX");
 }
 
 TEST_CASE("runtime: BLAS kernels: switched in place, products still right", "[runtime]") {
@@ -106,6 +110,18 @@ TEST_CASE("runtime: BLAS kernels: switched in place, products still right", "[ru
     CHECK(haswell == "Haswell");
   } else {
     CHECK(haswell != "Haswell");  // OpenBLAS refuses kernels the CPU cannot run
+  }
+  CHECK(product_ok());
+  bool avx512 = false;
+#if defined(__x86_64__)
+  avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
+  const std::string skylakex = set_blas_core("SkylakeX");
+  if (avx512) {
+    CHECK(skylakex == "SkylakeX");
+  } else {
+    CHECK(skylakex != "SkylakeX");
   }
   CHECK(product_ok());
   CHECK(set_blas_core(tuned.core) == tuned.core);

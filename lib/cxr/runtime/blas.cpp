@@ -95,8 +95,14 @@ std::string blas_thread_note(int threads) {
 std::string better_blas_core(const std::string& core, bool avx2, bool avx512) {
   bool weak = false;
   for (const char* name : kPreAvx2) weak = weak || strcasecmp(core.c_str(), name) == 0;
-  if (!weak || !avx2) return "";
-  return avx512 ? "SkylakeX" : "Haswell";
+  if (weak && avx2) return avx512 ? "SkylakeX" : "Haswell";
+  // AVX2 kernels on a CPU with AVX-512 (one OpenBLAS 0.3.21 files under an older model, or a VM
+  // that hides the model): SkylakeX's are faster. Measured on Zen 4 (1 thread, batch 8, LibTorch
+  // channels-last): MobileNetV3-Large 138 img/s on Haswell's, 145 on SkylakeX's; EfficientNet-B1
+  // 49.6 and 52.0; products as right (lib test).
+  const bool avx2_only = strcasecmp(core.c_str(), "Haswell") == 0 || strcasecmp(core.c_str(), "Zen") == 0;
+  if (avx2_only && avx512) return "SkylakeX";
+  return "";
 }
 
 std::string set_blas_core(const std::string& core) {
