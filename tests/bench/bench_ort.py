@@ -49,9 +49,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def helper():
-    exe = os.path.join(os.environ.get("CXR_BUILD_ROOT", "build"), "tests", "bench", "bench-infer")
+    root = os.environ.get("CXR_BUILD_ROOT", "build")
+    exe = os.path.join(root, "tests", "bench", "bench-infer")
     if not os.path.exists(exe):
         sys.exit(f"{exe} is missing (build with LibTorch)")
+    # Run by hand (not through meson test --benchmark): the pipeline needs the build's plugins.
+    os.environ.setdefault("GST_PLUGIN_PATH_1_0", os.path.abspath(os.path.join(root, "plugins")))
     return exe
 
 
