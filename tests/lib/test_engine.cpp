@@ -329,14 +329,14 @@ TEST_CASE("engine: the depthwise kernel equals a direct convolution on every sha
     uint32_t k, stride, pad;
   };
   const std::vector<float> shapes_weight(16 * 9, 1.f);
-  const Shape shapes[] = {{72, 9, 11, 3, 1, 1}, {184, 7, 7, 5, 1, 2}, {40, 13, 6, 5, 2, 1}, {5, 10, 9, 5, 2, 2},
+  const Shape shapes[] = {{72, 9, 11, 3, 1, 1}, {184, 7, 7, 5, 1, 2}, {40, 13, 6, 5, 2, 1},  {5, 10, 9, 5, 2, 2},
                           {16, 4, 4, 5, 1, 2},  {33, 8, 5, 3, 1, 0},  {24, 12, 12, 5, 2, 1}, {17, 3, 3, 3, 1, 2},
                           {24, 5, 37, 3, 1, 1}, {20, 6, 41, 5, 2, 2}};  // rows of more than one tile
   // 3x3 stride 2 is XNNPACK's (faster there); the kernel refuses it.
   CHECK_FALSE(cxr::engine::DepthwiseConv::supports(3, 2));
-  CHECK_THROWS_AS(cxr::engine::DepthwiseConv(16, 3, 2, 1, shapes_weight.data(), shapes_weight.data(), 0, 6,
-                                             DepthwisePost::None),
-                  cxr::InvalidArgument);
+  CHECK_THROWS_AS(
+      cxr::engine::DepthwiseConv(16, 3, 2, 1, shapes_weight.data(), shapes_weight.data(), 0, 6, DepthwisePost::None),
+      cxr::InvalidArgument);
   const size_t n = 2;
   for (const Shape& s : shapes) {
     for (DepthwisePost post : {DepthwisePost::None, DepthwisePost::SiLU, DepthwisePost::Hardswish}) {

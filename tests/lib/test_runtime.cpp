@@ -64,13 +64,16 @@ TEST_CASE("runtime: device names: auto, cpu, cuda, cuda:N, each refusal names th
   }
 }
 
-TEST_CASE("runtime: BLAS kernels: a core without AVX2 kernels is replaced on a CPU with AVX2, AVX2 kernels on one with AVX-512", "[runtime]") {
+TEST_CASE(
+    "runtime: BLAS kernels: a core without AVX2 kernels is replaced on a CPU with AVX2, AVX2 kernels on one with "
+    "AVX-512",
+    "[runtime]") {
   CHECK(better_blas_core("Prescott", true, false) == "Haswell");
   CHECK(better_blas_core("Prescott", true, true) == "SkylakeX");
   CHECK(better_blas_core("prescott", true, true) == "SkylakeX");  // OPENBLAS_CORETYPE's spelling
   CHECK(better_blas_core("Sandybridge", true, false) == "Haswell");
   CHECK(better_blas_core("Nehalem", false, false).empty());  // the CPU has no better kernels
-  CHECK(better_blas_core("Haswell", true, false).empty());  // OpenBLAS knew the CPU
+  CHECK(better_blas_core("Haswell", true, false).empty());   // OpenBLAS knew the CPU
   CHECK(better_blas_core("Zen", true, false).empty());
   CHECK(better_blas_core("SkylakeX", true, true).empty());
   CHECK(better_blas_core("Cooperlake", true, true).empty());

@@ -25,7 +25,9 @@ bool depthwise_kernel_available() {
 
 // 3x3 stride 2 stays on XNNPACK's kernel: at batch 8 (a 112x112x96 input map from beyond the
 // cache) this one ran it up to 1.8x slower, at batch 1 no faster.
-bool DepthwiseConv::supports(uint32_t k, uint32_t stride) { return (k == 3 && stride == 1) || (k == 5 && stride <= 2 && stride >= 1); }
+bool DepthwiseConv::supports(uint32_t k, uint32_t stride) {
+  return (k == 3 && stride == 1) || (k == 5 && stride <= 2 && stride >= 1);
+}
 
 DepthwiseConv::DepthwiseConv(size_t channels, uint32_t k, uint32_t stride, uint32_t pad, const float* weight,
                              const float* bias, float lo, float hi, DepthwisePost post)
@@ -52,7 +54,7 @@ struct Row {
   size_t ih, iw, c;
   float* out;  // the output row
   size_t ow;
-  long iy0;    // input row of tap row 0 (may be outside the input)
+  long iy0;  // input row of tap row 0 (may be outside the input)
 };
 
 #pragma GCC diagnostic push
@@ -114,14 +116,15 @@ __attribute__((target("avx512f"))) void row_kernel(const Row& r, const float* pa
   const bool rows_inside = ky_lo == 0 && ky_hi == K;
   // Interior pixels: ox * S - pad >= 0 and ox * S - pad + K <= iw.
   const size_t ox_lo = rows_inside ? std::min(r.ow, (pad + S - 1) / S) : r.ow;
-  const size_t ox_hi = rows_inside && r.iw + pad >= static_cast<size_t>(K) ? std::min(r.ow, (r.iw + pad - K) / S + 1) : 0;
+  const size_t ox_hi =
+      rows_inside && r.iw + pad >= static_cast<size_t>(K) ? std::min(r.ow, (r.iw + pad - K) / S + 1) : 0;
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   const size_t row_stride = r.iw * r.c;
   for (size_t x0 = 0; x0 < r.ow; x0 += T) {
     const size_t x1 = std::min(r.ow, x0 + T);
-    const size_t left_end = std::min(x1, ox_lo);                                      // [x0, left_end): border
-    const size_t mid_begin = std::max(x0, ox_lo), mid_end = std::min(x1, ox_hi);       // interior
-    const size_t right_begin = std::max(x0, std::max(ox_lo, ox_hi));                  // [right_begin, x1): border
+    const size_t left_end = std::min(x1, ox_lo);                                  // [x0, left_end): border
+    const size_t mid_begin = std::max(x0, ox_lo), mid_end = std::min(x1, ox_hi);  // interior
+    const size_t right_begin = std::max(x0, std::max(ox_lo, ox_hi));              // [right_begin, x1): border
     // The input rows this output row reads first (the last S of its K; the others the rows above
     // read) come from beyond L2 on large maps: the next tile's span of them, every channel, is
     // asked for now.
@@ -152,15 +155,15 @@ __attribute__((target("avx512f"))) void row_kernel(const Row& r, const float* pa
         size_t ox = mid_begin;
         for (; ox + P <= mid_end; ox += P) {
           const float* p = top + (ox * S - pad) * r.c;
+          // Unrolled whole, so that w[] and acc[] stay in registers (GCC left 3 x 9 x 4 rolled).
           __m512 acc[P];
           for (int j = 0; j < P; ++j) acc[j] = bias;
-          // Unrolled whole, so that w[] and acc[] stay in registers (GCC left 3 x 9 x 4 rolled).
 #pragma GCC unroll 5
           for (int ky = 0; ky < K; ++ky) {
 #pragma GCC unroll 16
             for (int col = 0; col < K + S * (P - 1); ++col) {
-              const __m512 x = _mm512_maskz_loadu_ps(
-                  m, p + static_cast<size_t>(ky) * row_stride + static_cast<size_t>(col) * r.c);
+              const __m512 x =
+                  _mm512_maskz_loadu_ps(m, p + static_cast<size_t>(ky) * row_stride + static_cast<size_t>(col) * r.c);
 #pragma GCC unroll 4
               for (int j = 0; j < P; ++j) {
                 const int kx = col - S * j;
@@ -199,11 +202,15 @@ void DepthwiseConv::run_rows(const float* in, size_t ih, size_t iw, float* out, 
   const size_t oh = out_size(ih), ow = out_size(iw);
   for (size_t row = first; row < first + count; ++row) {
     const size_t sample = row / oh, oy = row % oh;
-    Row r{in + sample * ih * iw * c_, ih, iw, c_, out + (sample * oh + oy) * ow * c_, ow,
-          static_cast<long>(oy * stride_) - static_cast<long>(pad_)};
-    if (k_ == 3) row_kernel<3, 1>(r, packed_.data(), pad_, lo_, hi_, post_);
-    else if (stride_ == 1) row_kernel<5, 1>(r, packed_.data(), pad_, lo_, hi_, post_);
-    else row_kernel<5, 2>(r, packed_.data(), pad_, lo_, hi_, post_);
+    const long iy0 = static_cast<long>(oy * stride_) - static_cast<long>(pad_);
+    const Row r{in + sample * ih * iw * c_, ih, iw, c_, out + (sample * oh + oy) * ow * c_, ow, iy0};
+    if (k_ == 3) {
+      row_kernel<3, 1>(r, packed_.data(), pad_, lo_, hi_, post_);
+    } else if (stride_ == 1) {
+      row_kernel<5, 1>(r, packed_.data(), pad_, lo_, hi_, post_);
+    } else {
+      row_kernel<5, 2>(r, packed_.data(), pad_, lo_, hi_, post_);
+    }
   }
 #else
   (void)in, (void)ih, (void)iw, (void)out, (void)first, (void)count;

@@ -346,8 +346,9 @@ void fuse_plan(Plan& p, bool own_depthwise) {
   for (size_t i = 0; i < p.layers.size(); ++i) {
     Layer l = std::move(p.layers[i]);
     const bool pointwise = l.op == Op::Conv && l.kh == 1 && l.kw == 1 && l.stride == 1 && l.pad == 0 && l.groups == 1;
-    const bool depthwise = own_depthwise && l.op == Op::Conv && l.groups > 1 && l.groups == l.cin && l.cin == l.cout && l.kh == l.kw &&
-                           depthwise_kernel_available() && DepthwiseConv::supports(l.kh, l.stride) && l.pad < l.kh;
+    const bool depthwise = own_depthwise && l.op == Op::Conv && l.groups > 1 && l.groups == l.cin && l.cin == l.cout &&
+                           l.kh == l.kw && depthwise_kernel_available() && DepthwiseConv::supports(l.kh, l.stride) &&
+                           l.pad < l.kh;
     if (depthwise) {
       if (i + 1 < p.layers.size()) {
         const Layer& next = p.layers[i + 1];
@@ -550,7 +551,7 @@ struct Context {
   std::vector<xnn_operator_t> ops;  // per layer; nullptr where the engine runs the layer itself
   std::vector<std::unique_ptr<float, AlignedFree>> buffers;
   std::unique_ptr<float, AlignedFree> gated;  // one gated input tile of a pointwise convolution
-  std::vector<float> pooled;  // Plan::per_sample: each sample's pooled features, gathered for the head
+  std::vector<float> pooled;                  // Plan::per_sample: each sample's pooled features, gathered for the head
   pthreadpool_t pool = nullptr;
   size_t batch = 0;  // the batch size the operators are set up for
 

@@ -28,7 +28,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 silu16(__m512 v)
   y = _mm512_fmadd_ps(y, z, _mm512_set1_ps(1.6666665459e-1f));
   y = _mm512_fmadd_ps(y, z, _mm512_set1_ps(5.0000001201e-1f));
   y = _mm512_fmadd_ps(y, _mm512_mul_ps(z, z), _mm512_add_ps(z, one));  // e^r
-  const __m512 d = _mm512_add_ps(one, _mm512_scalef_ps(y, k));          // 1 + e^-v
+  const __m512 d = _mm512_add_ps(one, _mm512_scalef_ps(y, k));         // 1 + e^-v
   __m512 r = _mm512_rcp14_ps(d);
   r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
   return _mm512_mul_ps(v, r);
