@@ -251,8 +251,10 @@ def main():
         # 4. A rank killed mid-epoch: the other ends, non-zero, naming it, within the timeout.
         timeout = 20
         env = dict(os.environ, CXR_DIST_TIMEOUT=str(timeout))
+        # Epochs enough that the job cannot end before the kill on a fast machine (3 ended within
+        # the 8 s wait on a 2-vCPU Zen 4); it never gets past its first.
         cmd = [CXR, "run", toml, "--no-progress", "--nproc", "2", "--set", f"output={os.path.join(tmp, 'dead')}",
-               "--set", "batch=8", "--set", "epochs=3"]
+               "--set", "batch=8", "--set", "epochs=100"]
         job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
         victim = None
