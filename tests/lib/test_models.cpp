@@ -336,8 +336,10 @@ TEST_CASE("models: auto times the layouts on the first full batches, keeps every
   const std::string architecture = GENERATE(std::string("resnet34"), std::string("mobilenet_v3_large"));
   CAPTURE(architecture);
   const ModelCard card = small_card(t, architecture, 64, 80, 3);
-  // ResNet-34 has 3 candidates, MobileNetV3 2: a warm-up batch and a timed one each.
-  const size_t trial_batches = architecture == "resnet34" ? 6 : 4;
+  // ResNet-34 has 3 candidates, MobileNetV3 2: a warm-up batch each, then two timed rounds of
+  // batches of 2 (each candidate timed on 4 scans).
+  const size_t candidates = architecture == "resnet34" ? 3 : 2;
+  const size_t trial_batches = 3 * candidates;
   const std::vector<cv::Mat> scans = noise_scans(static_cast<int>(2 * trial_batches + 3), 97, 131, 70);
   PredictorOptions o;
   o.device = "cpu";
@@ -427,7 +429,7 @@ TEST_CASE("models: the layout cache is never trusted blindly and never an error"
     Predictor p(card, o);
     CHECK_FALSE(p.layout_settled());
     const std::vector<cv::Mat> scans = noise_scans(12, 64, 64, 5);
-    p.predict(scans);  // 6 full batches: the trial (4) ends and rewrites the file
+    p.predict(scans);  // 6 full batches: the trial (2 candidates x 3) ends and rewrites the file
     CHECK(p.layout_settled());
     CHECK(lookup_layout(o.layout_cache, key, now) == to_string(p.layout()));
   }

@@ -113,9 +113,13 @@ struct Predictor::Impl {
   }
 
   // Layout::Auto on the CPU: the candidates, in order of preference, and what timing them on
-  // real batches has found so far. Batches visit the candidates in `visits` order, two each;
-  // a candidate's first batch warms it up (oneDNN builds its primitives, Winograd transforms
-  // its weights, the allocator fills its cache) and is not timed, the second is.
+  // real batches has found so far. Batches visit the candidates in `visits` order: two each
+  // first, of which the first warms the candidate up (oneDNN builds its primitives, Winograd
+  // transforms its weights, the allocator fills its cache) and is not timed; then, for batches
+  // smaller than kTrialTimedScans, further rounds over all candidates in turn, until each has
+  // been timed on that many scans. One scan alone was too noisy a clock: at batch 1 it once
+  // chose oneDNN for ResNet-34 where Winograd ran it faster.
+  static constexpr int kTrialTimedScans = 4;
   struct Trial {
     std::vector<Layout> candidates;
     std::vector<size_t> visits;
@@ -170,6 +174,10 @@ struct Predictor::Impl {
     trial.runs.assign(candidates.size(), 0);
     trial.best.assign(candidates.size(), 1e30);
     for (size_t i = 0; i < candidates.size(); ++i) trial.visits.insert(trial.visits.end(), {i, i});
+    const int rounds = (kTrialTimedScans + options.max_batch - 1) / options.max_batch;
+    for (int r = 1; r < rounds; ++r) {
+      for (size_t i = 0; i < candidates.size(); ++i) trial.visits.push_back(i);
+    }
     set_layout(candidates[0]);
     exploring.store(true, std::memory_order_release);
   }

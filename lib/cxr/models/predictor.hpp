@@ -24,8 +24,9 @@ const char* to_string(Precision p);
 /// the CPU (oneDNN's kernels): on AVX2 machines ResNet-34 runs fastest on oneDNN tensors with
 /// pre-packed weights, MobileNetV3 and EfficientNet in channels-last. Auto on the CPU takes the
 /// layout remembered for this machine and work (PredictorOptions::layout_cache); without one it
-/// times the candidates on the first full batches of real scans (each candidate a warm-up batch
-/// and a timed one, every result kept; ResNet-34: oneDNN, Winograd, channels-last; the others:
+/// times the candidates on the first full batches of real scans (each candidate a warm-up batch,
+/// then timed on at least 4 scans: one batch, or rounds of smaller ones taken in turn; every
+/// result kept; ResNet-34: oneDNN, Winograd, channels-last; the others:
 /// channels-last, NCHW), keeps the fastest and remembers it. On CUDA it takes
 /// channels-last for fp16/bf16, NCHW for fp32. OneDnn: CPU, fp32, ResNet-34 only. Winograd:
 /// channels-last with ResNet-34's stride-1 3x3 convolutions by Winograd F(2x2, 3x3) (CPU, fp32;
