@@ -227,6 +227,46 @@ TEST_CASE("engine: a batch outside 1..max_batch is refused by run() and profile(
   CHECK(engine.profile(x.data(), 2, 1).size() > 1);
 }
 
+TEST_CASE("engine: a batch gives each sample's batch-1 logits wherever it turns from per sample to batched", "[engine]") {
+  // MobileNetV3-Large and EfficientNet-B1 run a batch one sample at a time up to a point between
+  // blocks (XnnOptions::batched_pixels) and batched after it: from the pooling on (1), from the
+  // 16x16 maps of a 64 px input on (784; inside a block whose residual must not be cut), and from
+  // the first layer on (everything).
+  cxrtest::TempDir tmp;
+  for (const std::string arch : {"mobilenet_v3_large", "efficientnet_b1"}) {
+    DYNAMIC_SECTION(arch) {
+      make_weights(arch, 3, 11, tmp / (arch + ".pt"));
+      auto net = make_classifier(arch, 3);
+      load_weights(*net, tmp / (arch + ".pt"));
+      net->eval();
+      const size_t n = 3, in = size_t{3} * 64 * 64;
+      std::vector<float> x(n * in);
+      std::mt19937 rng(5);
+      std::normal_distribution<float> noise(0.f, 1.f);
+      for (float& v : x) v = noise(rng);
+      cxr::engine::XnnOptions o;
+      o.height = o.width = 64;
+      o.max_batch = static_cast<int>(n);
+      std::vector<float> alone(n * 3);
+      {
+        cxr::engine::XnnNetwork engine(*net, o);
+        for (size_t s = 0; s < n; ++s) engine.run(x.data() + s * in, 1, alone.data() + s * 3);
+      }
+      double spread = 0;
+      for (float v : alone) spread = std::max(spread, std::abs(static_cast<double>(v)));
+      REQUIRE(spread > 0.1);
+      for (int pixels : {1, 784, 1 << 30}) {
+        INFO("batched_pixels " << pixels);
+        o.batched_pixels = pixels;
+        cxr::engine::XnnNetwork engine(*net, o);
+        std::vector<float> batched(n * 3);
+        engine.run(x.data(), n, batched.data());
+        for (size_t k = 0; k < batched.size(); ++k) CHECK(batched[k] == Approx(alone[k]).margin(1e-5 * spread));
+      }
+    }
+  }
+}
+
 TEST_CASE("engine: pointwise convolutions run with their activation and squeeze-excitation gate fused", "[engine]") {
   // What the plan runs, by the names profile() gives its layers: every 1x1 convolution that an
   // activation follows carries it, every squeeze-excitation scaling goes into the convolution

@@ -98,11 +98,12 @@ struct Plan {
   std::vector<Value> values;
   int storages = 0;
   int input = -1, logits = -1, embedding = -1;
-  // Layers [head, end) follow the final global average pooling. With `per_sample`, a batch runs
-  // the layers before it one sample at a time (one sample's activations stay in the core's
-  // cache; a batch's run out to memory between layers) and the head on the whole batch (its
-  // weights read once per batch). MobileNetV3-Large and EfficientNet-B1 at batch 8 ran 1.1-1.25x
-  // faster so; ResNet-34, whose 3x3 convolutions reuse their weights across the batch, slower.
+  // With `per_sample`, a batch runs layers [0, head) one sample at a time (one sample's
+  // activations stay in the core's cache; a batch's run out to memory between layers) and
+  // layers [head, end) on the whole batch (their weights read once per batch). `head` is a point
+  // where only the input of layer `head` is alive (split_plan). MobileNetV3-Large and
+  // EfficientNet-B1 at batch 8 ran 1.1-1.25x faster so; ResNet-34, whose 3x3 convolutions reuse
+  // their weights across the batch, slower.
   size_t head = 0;
   bool per_sample = false;
 
@@ -394,6 +395,37 @@ void fuse_plan(Plan& p, bool own_depthwise) {
   p.layers = std::move(out);
 }
 
+// Per sample up to the first layer whose input has at most `pixels` pixels and is the only
+// value alive there (no residual branch crosses), the rest batched: Plan::head.
+void split_plan(Plan& p, size_t pixels) {
+  const auto n_storage = static_cast<size_t>(p.storages);
+  std::vector<int> first(n_storage, std::numeric_limits<int>::max()), last(n_storage, -1);
+  auto touch = [&](int v, int at) {
+    if (v < 0) return;
+    const auto s = static_cast<size_t>(p.values[static_cast<size_t>(v)].storage);
+    first[s] = std::min(first[s], at);
+    last[s] = std::max(last[s], at);
+  };
+  touch(p.input, -1);
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    touch(p.layers[i].in, static_cast<int>(i));
+    touch(p.layers[i].in2, static_cast<int>(i));
+    touch(p.layers[i].out, static_cast<int>(i));
+  }
+  for (size_t i = 1; i < p.layers.size(); ++i) {
+    const Shape& si = p.shape(p.layers[i].in);
+    if (si.h * si.w > pixels) continue;
+    const auto at = static_cast<int>(i);
+    size_t alive = 0;
+    for (size_t s = 0; s < n_storage; ++s) alive += first[s] < at && last[s] >= at;
+    if (alive == 1 && first[static_cast<size_t>(p.values[static_cast<size_t>(p.layers[i].in)].storage)] < at) {
+      p.head = i;
+      p.per_sample = true;
+      return;
+    }
+  }
+}
+
 Plan build_plan(const models::ClassifierImpl& net, const XnnOptions& o) {
   if (net.folded()) throw InvalidArgument("XNNPACK engine: the module's BatchNorms are already folded");
   Builder b(net);
@@ -442,12 +474,7 @@ Plan build_plan(const models::ClassifierImpl& net, const XnnOptions& o) {
     throw InvalidArgument("XNNPACK engine: no network for architecture '" + arch + "'");
   }
   fuse_plan(b.plan, o.own_depthwise);
-  if (arch != "resnet34") {
-    for (size_t i = 0; i < b.plan.layers.size(); ++i) {
-      if (b.plan.layers[i].op == Op::Mean && b.plan.layers[i].name == "avgpool") b.plan.head = i + 1;
-    }
-    b.plan.per_sample = b.plan.head > 0;
-  }
+  if (arch != "resnet34") split_plan(b.plan, static_cast<size_t>(std::max(1, o.batched_pixels)));
   return std::move(b.plan);
 }
 
@@ -551,7 +578,7 @@ struct Context {
   std::vector<xnn_operator_t> ops;  // per layer; nullptr where the engine runs the layer itself
   std::vector<std::unique_ptr<float, AlignedFree>> buffers;
   std::unique_ptr<float, AlignedFree> gated;  // one gated input tile of a pointwise convolution
-  std::vector<float> pooled;                  // Plan::per_sample: each sample's pooled features, gathered for the head
+  std::vector<float> pooled;                  // Plan::per_sample: each sample's input of layer Plan::head, gathered
   pthreadpool_t pool = nullptr;
   size_t batch = 0;  // the batch size the operators are set up for
 
