@@ -227,7 +227,8 @@ TEST_CASE("engine: a batch outside 1..max_batch is refused by run() and profile(
   CHECK(engine.profile(x.data(), 2, 1).size() > 1);
 }
 
-TEST_CASE("engine: a batch gives each sample's batch-1 logits wherever it turns from per sample to batched", "[engine]") {
+TEST_CASE("engine: a batch gives each sample's batch-1 logits wherever it turns from per sample to batched",
+          "[engine]") {
   // MobileNetV3-Large and EfficientNet-B1 run a batch one sample at a time up to a point between
   // blocks (XnnOptions::batched_pixels) and batched after it: from the pooling on (1), from the
   // 16x16 maps of a 64 px input on (784; inside a block whose residual must not be cut), and from
