@@ -613,6 +613,38 @@ void hardswish_inplace(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] *= std::min(std::max(x[i] * (1.f / 6.f) + 0.5f, 0.f), 1.f);
 }
 
+// dst = src * gate, row by row: `rows` rows of `channels` values, one gate value a channel.
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) void gate_rows_avx512(const float* src, const float* g, float* dst, size_t rows,
+                                                          size_t channels) {
+  const __mmask16 tail = static_cast<__mmask16>((1u << (channels % 16)) - 1);
+  const size_t full = channels / 16 * 16;
+  for (size_t r = 0; r < rows; ++r, src += channels, dst += channels) {
+    size_t ch = 0;
+    for (; ch < full; ch += 16) {
+      _mm512_storeu_ps(dst + ch, _mm512_mul_ps(_mm512_loadu_ps(src + ch), _mm512_loadu_ps(g + ch)));
+    }
+    if (tail) {
+      _mm512_mask_storeu_ps(dst + ch, tail,
+                            _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, src + ch), _mm512_maskz_loadu_ps(tail, g + ch)));
+    }
+  }
+}
+#endif
+
+void gate_rows(const float* src, const float* g, float* dst, size_t rows, size_t channels) {
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) {
+    gate_rows_avx512(src, g, dst, rows, channels);
+    return;
+  }
+#endif
+  for (size_t r = 0; r < rows; ++r, src += channels, dst += channels) {
+    for (size_t ch = 0; ch < channels; ++ch) dst[ch] = src[ch] * g[ch];
+  }
+}
+
 // An activation pass in place over x[0, count), split across the pool's threads when there is one.
 struct ActTask {
   float* x;
@@ -794,13 +826,8 @@ struct XnnNetwork::Impl {
     auto span = [&](size_t first, size_t count, const float* g) {
       const float* in = x + first * l.cin;
       if (g) {
-        float* t = c.gated.get();
-        for (size_t r = 0; r < count; ++r) {
-          const float* src = in + r * l.cin;
-          float* dst = t + r * l.cin;
-          for (size_t ch = 0; ch < l.cin; ++ch) dst[ch] = src[ch] * g[ch];
-        }
-        in = t;
+        gate_rows(in, g, c.gated.get(), count, l.cin);
+        in = c.gated.get();
       }
       float* out = y + first * l.cout;
       check(xnn_setup_fully_connected_nc_f32(op, count, in, out, c.pool), l, "setup");
