@@ -616,7 +616,7 @@ void hardswish_inplace(float* x, size_t n) {
 // dst = src * gate, row by row: `rows` rows of `channels` values, one gate value a channel.
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) void gate_rows_avx512(const float* src, const float* g, float* dst, size_t rows,
-                                                          size_t channels) {
+                                                         size_t channels) {
   const __mmask16 tail = static_cast<__mmask16>((1u << (channels % 16)) - 1);
   const size_t full = channels / 16 * 16;
   for (size_t r = 0; r < rows; ++r, src += channels, dst += channels) {
