@@ -88,7 +88,7 @@ cxr --version
 if [ "$CUDA" = 1 ]; then
   for props in device=cuda precision=fp16; do
     msg="$(gst-launch-1.0 cxrscansrc location=data/samples/covid ! cxrdecode ! \
-           cxrinfer model=data/models/kermany-mobilenet_v3_large/model.toml $props ! fakesink 2>&1 | grep "^ERROR: from element" || true)"
+           cxrinfer model=data/models/kermany-efficientnet_b1/model.toml $props ! fakesink 2>&1 | grep "^ERROR: from element" || true)"
     case "$msg" in *"no CUDA device"*|*"needs a CUDA device"*) echo "debian13: $props without a GPU: ${msg#*: }" ;;
       *) echo "debian13: $props without a GPU gave no clear error: $msg"; exit 1 ;; esac
   done

@@ -15,7 +15,7 @@ port = free_port()
 orthanc = Orthanc(os.path.join(root, "orthanc"), port)
 orthanc.start()
 try:
-    card = os.path.join(SOURCE, "data/models/kermany-mobilenet_v3_large/model.toml")
+    card = os.path.join(SOURCE, "data/models/kermany-efficientnet_b1/model.toml")
     explained = subprocess.run(
         [CXR, "explain", os.path.join(SOURCE, "pipelines/pacs-ingest.toml"), "--set", "model=" + card,
          "--set", "state=" + root, "--set", "pacs=127.0.0.1:%d" % orthanc.dicom, "--set", "port=%d" % port],
@@ -37,7 +37,7 @@ try:
     wait_until(lambda: orthanc.count() >= 12, 180, "12 objects in Orthanc")
     wait_until(lambda: not os.listdir(os.path.join(root, "inbox")), 60, "the inbox to empty")
     instances = orthanc.instances()
-    n_sr, n_sc = check_reports(instances, sources, results_by_sop(rows), algorithm="kermany-mobilenet_v3_large")
+    n_sr, n_sc = check_reports(instances, sources, results_by_sop(rows), algorithm="kermany-efficientnet_b1")
     rgb = [t for t in instances if t.get("SOPClassUID") == SC_CLASS and t.get("PhotometricInterpretation") == "RGB"]
     check(len(rgb) == 6, "%d of 6 Secondary Captures are RGB overlays" % len(rgb))
     log("pacs-ingest.toml with the demo model: %d SR + %d RGB SC in the right studies, findings = cxrinfer's"

@@ -11,7 +11,7 @@ cd "$CXR_SOURCE_ROOT"
 cxr="$CXR_TOOLS/cxr"
 
 "$cxr" run pipelines/demo.toml --set output="$tmp/demo" > "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "cxr run demo"; }
-"$cxr" report data/models/kermany-mobilenet_v3_large/run --output "$tmp/report" >> "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "cxr report"; }
+"$cxr" report data/models/kermany-efficientnet_b1/run --output "$tmp/report" >> "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "cxr report"; }
 
 "$CXR_PYTHON" - "$tmp" data/samples/index.csv <<'PY'
 import csv, json, os, sys
@@ -24,7 +24,7 @@ assert sorted(os.path.relpath(r["path"], "data/samples") for r in rows) == sorte
 labelled = correct = 0
 for r in rows:
     assert "error" not in r, r
-    assert r["model"] == "kermany-mobilenet_v3_large" and r["classes"] == ["bacterial", "normal", "viral"], r
+    assert r["model"] == "kermany-efficientnet_b1" and r["classes"] == ["bacterial", "normal", "viral"], r
     p = r["probabilities"]
     assert len(p) == 3 and abs(sum(p) - 1) < 1e-4 and min(p) >= 0, p
     assert r["predicted"] == r["classes"][p.index(max(p))]
@@ -39,7 +39,7 @@ assert labelled == 60, labelled
 # are the ones the trainer wrote for the same scans with its float32 best weights, and they are
 # clearly better than chance (1 in 3: 30 or more right by chance has p = 0.006).
 trained = {os.path.basename(t["path"]): t["predicted"]
-           for t in csv.DictReader(open("data/models/kermany-mobilenet_v3_large/run/test_predictions.csv"))}
+           for t in csv.DictReader(open("data/models/kermany-efficientnet_b1/run/test_predictions.csv"))}
 demo = {os.path.basename(r["path"]): r["predicted"] for r in rows if "label" in r}
 differ = [k for k in demo if trained.get(k) != demo[k]]
 assert not differ, f"{len(differ)} of 60 decisions differ from the run's test_predictions.csv: {differ[:3]}"

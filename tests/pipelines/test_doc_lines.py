@@ -46,7 +46,7 @@ os.environ.setdefault("GST_PLUGIN_PATH_1_0", os.path.join(BUILD, "plugins"))
 os.environ["OMP_NUM_THREADS"] = "1"
 CXR = os.path.join(TOOLS, "cxr")
 TIMEOUT_S = 180                 # per line; the slowest (a study, or cxrtrain's line) takes ~6 s
-DEMO_MODEL = "data/models/kermany-mobilenet_v3_large/model.toml"
+DEMO_MODEL = "data/models/kermany-efficientnet_b1/model.toml"
 
 # Fewer than this many found means the collection broke, not that there is nothing to check.
 MIN_DOC_LINES = 15
