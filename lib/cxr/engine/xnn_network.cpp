@@ -395,23 +395,44 @@ void fuse_plan(Plan& p, bool own_depthwise) {
   p.layers = std::move(out);
 }
 
-// Per sample up to the first layer whose input has at most `pixels` pixels and is the only
-// value alive there (no residual branch crosses), the rest batched: Plan::head.
-void split_plan(Plan& p, size_t pixels) {
+// Each storage's lifetime: the first and last layer that touches it (the input at -1, the
+// logits and embedding read at the end), and its largest value (floats per sample).
+struct Lifetimes {
+  std::vector<int> first, last;
+  std::vector<size_t> size;
+};
+
+Lifetimes lifetimes(const Plan& p) {
   const auto n_storage = static_cast<size_t>(p.storages);
-  std::vector<int> first(n_storage, std::numeric_limits<int>::max()), last(n_storage, -1);
+  Lifetimes t{std::vector<int>(n_storage, std::numeric_limits<int>::max()), std::vector<int>(n_storage, -1),
+              std::vector<size_t>(n_storage, 0)};
   auto touch = [&](int v, int at) {
     if (v < 0) return;
     const auto s = static_cast<size_t>(p.values[static_cast<size_t>(v)].storage);
-    first[s] = std::min(first[s], at);
-    last[s] = std::max(last[s], at);
+    t.first[s] = std::min(t.first[s], at);
+    t.last[s] = std::max(t.last[s], at);
+    t.size[s] = std::max(t.size[s], p.values[static_cast<size_t>(v)].shape.size());
   };
   touch(p.input, -1);
   for (size_t i = 0; i < p.layers.size(); ++i) {
-    touch(p.layers[i].in, static_cast<int>(i));
-    touch(p.layers[i].in2, static_cast<int>(i));
-    touch(p.layers[i].out, static_cast<int>(i));
+    const auto& l = p.layers[i];
+    touch(l.in, static_cast<int>(i));
+    touch(l.in2, static_cast<int>(i));
+    touch(l.out, static_cast<int>(i));
   }
+  const int end = static_cast<int>(p.layers.size());
+  touch(p.logits, end);
+  touch(p.embedding, end);
+  return t;
+}
+
+// Per sample up to the first layer whose input has at most `pixels` pixels and is the only
+// value alive there (no residual branch crosses), the rest batched: Plan::head.
+void split_plan(Plan& p, size_t pixels) {
+  const Lifetimes t = lifetimes(p);
+  const std::vector<int>& first = t.first;
+  const std::vector<int>& last = t.last;
+  const size_t n_storage = first.size();
   for (size_t i = 1; i < p.layers.size(); ++i) {
     const Shape& si = p.shape(p.layers[i].in);
     if (si.h * si.w > pixels) continue;
@@ -488,25 +509,11 @@ struct Assignment {
 
 Assignment assign_buffers(const Plan& p) {
   const auto n_storage = static_cast<size_t>(p.storages);
-  std::vector<int> first(n_storage, std::numeric_limits<int>::max()), last(n_storage, -1);
-  std::vector<size_t> size(n_storage, 0);
-  auto touch = [&](int v, int at) {
-    if (v < 0) return;
-    const auto s = static_cast<size_t>(p.values[static_cast<size_t>(v)].storage);
-    first[s] = std::min(first[s], at);
-    last[s] = std::max(last[s], at);
-    size[s] = std::max(size[s], p.values[static_cast<size_t>(v)].shape.size());
-  };
-  touch(p.input, -1);
-  for (size_t i = 0; i < p.layers.size(); ++i) {
-    const auto& l = p.layers[i];
-    touch(l.in, static_cast<int>(i));
-    touch(l.in2, static_cast<int>(i));
-    touch(l.out, static_cast<int>(i));
-  }
+  const Lifetimes t = lifetimes(p);
+  const std::vector<int>& first = t.first;
+  const std::vector<int>& last = t.last;
+  const std::vector<size_t>& size = t.size;
   const int end = static_cast<int>(p.layers.size());
-  touch(p.logits, end);
-  touch(p.embedding, end);
   Assignment a;
   a.buffer_of.assign(n_storage, -1);
   std::vector<bool> busy;
